@@ -1,0 +1,31 @@
+"""gradflow: exact gradient flow in LSTMs, for many model variants at once.
+
+The public API is what this file re-exports.
+"""
+
+from gradflow.flow import WRT, by_lag, decay_rate, horizon, lag_norms, loss_grad_norms, step_lag_norms, step_loss_grad_norms
+from gradflow.init import SCHEMES, init_lstm
+from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
+from gradflow.module import LSTM
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "LSTM",
+    "LSTMParams",
+    "LSTMState",
+    "RECURRENT_ACTIVATIONS",
+    "SCHEMES",
+    "WRT",
+    "by_lag",
+    "decay_rate",
+    "horizon",
+    "init_lstm",
+    "lag_norms",
+    "loss_grad_norms",
+    "lstm_step",
+    "step_lag_norms",
+    "step_loss_grad_norms",
+    "unroll",
+]

@@ -1,0 +1,158 @@
+r"""The LSTM: parameters, the cell, its ``lax.scan`` unroll and the NNX shell.
+
+Keras/PyTorch gate order (i, f, g, o), time-major, unbatched kernels:
+
+.. math::
+
+    z_t = x_t W + h_{t-1} U + b, \qquad
+    i, f, o = \sigma(z_i), \sigma(z_f), \sigma(z_o), \qquad g = \mathrm{act}(z_g)
+
+    c_t = f \odot c_{t-1} + i \odot g, \qquad h_t = o \odot \mathrm{act}(c_t)
+
+with ``W`` (D, 4H), ``U`` (H, 4H), ``b`` (4H,): exactly Keras's ``kernel``, ``recurrent_kernel`` and
+``bias``. ``h_t`` is the state after ``t`` inputs; ``h_0, c_0`` are the initial state (zeros by
+default). Everything here is a pure function of an :class:`LSTMParams` pytree for one variant and one
+sequence; batching over variants happens in :mod:`gradflow.flow`, and the NNX shell that
+holds a model is :class:`gradflow.module.LSTM`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+#: Cell activations ``act`` (applied to the candidate ``g`` and to ``c_t``).
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "linear": lambda x: x,
+    "softsign": jax.nn.soft_sign,
+}
+
+#: Recurrent (gate) activations. ``hard_sigmoid`` is ``relu6(x + 3) / 6`` (Keras 3, JAX).
+RECURRENT_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "sigmoid": jax.nn.sigmoid,
+    "hard_sigmoid": jax.nn.hard_sigmoid,
+}
+
+
+class LSTMParams(NamedTuple):
+    """Weights of one LSTM layer in the Keras layout (a pytree of three arrays).
+
+    Attributes:
+      W: input kernel, shape (D, 4H), gate blocks (i, f, g, o) along the last axis.
+      U: recurrent kernel, shape (H, 4H).
+      b: bias, shape (4H,).
+
+    A leading variants axis on all three (``W`` (V, D, 4H) ...) describes V models at once.
+    """
+
+    W: Array
+    U: Array
+    b: Array
+
+    @property
+    def hidden_size(self) -> int:
+        return self.U.shape[-2]
+
+    @property
+    def input_size(self) -> int:
+        return self.W.shape[-2]
+
+
+class LSTMState(NamedTuple):
+    """The recurrent state (h, c), each of shape (H,)."""
+
+    h: Array
+    c: Array
+
+
+def resolve_activation(name: str, *, argname: str = "activation") -> Callable[[Array], Array]:
+    """The cell activation called ``name``; ValueError naming ``argname`` otherwise."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"{argname}={name!r} is not a known cell activation; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def resolve_recurrent_activation(name: str) -> Callable[[Array], Array]:
+    """The gate activation called ``name``; ValueError otherwise."""
+    if name not in RECURRENT_ACTIVATIONS:
+        raise ValueError(
+            f"recurrent_activation={name!r} is not a known gate activation; "
+            f"expected one of {sorted(RECURRENT_ACTIVATIONS)}"
+        )
+    return RECURRENT_ACTIVATIONS[name]
+
+
+def lstm_step(
+    params: LSTMParams,
+    state: LSTMState,
+    x: Array,
+    *,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
+) -> LSTMState:
+    """One LSTM step: ``(h_{t-1}, c_{t-1}), x_t -> (h_t, c_t)`` for one sequence.
+
+    Args:
+      params: one variant's :class:`LSTMParams`.
+      state: ``LSTMState(h, c)``, each (H,).
+      x: input at this step, shape (D,).
+      activation: cell activation name (see :data:`ACTIVATIONS`).
+      recurrent_activation: gate activation name (see :data:`RECURRENT_ACTIVATIONS`).
+
+    Returns:
+      The next ``LSTMState``.
+    """
+    act = resolve_activation(activation)
+    gate = resolve_recurrent_activation(recurrent_activation)
+    z = x @ params.W + state.h @ params.U + params.b
+    z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
+    c = gate(z_f) * state.c + gate(z_i) * act(z_g)
+    h = gate(z_o) * act(c)
+    return LSTMState(h, c)
+
+
+def initial_state(params: LSTMParams, h0: Array | None = None, c0: Array | None = None) -> LSTMState:
+    """``LSTMState(h0, c0)`` with zeros (in the kernel's dtype) for whichever is None."""
+    zeros = jnp.zeros(params.U.shape[-2:-1], params.U.dtype)
+    return LSTMState(zeros if h0 is None else h0, zeros if c0 is None else c0)
+
+
+def unroll(
+    params: LSTMParams,
+    xs: Array,
+    *,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
+    h0: Array | None = None,
+    c0: Array | None = None,
+) -> LSTMState:
+    """Run the cell over a time-major sequence with ``lax.scan``.
+
+    Args:
+      params: one variant's :class:`LSTMParams`.
+      xs: inputs, shape (T, D).
+      activation, recurrent_activation: as in :func:`lstm_step`.
+      h0, c0: initial state, (H,) each; zeros if None.
+
+    Returns:
+      ``LSTMState(hs, cs)`` with ``hs[t-1] = h_t``, each of shape (T, H): the states after 1..T inputs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> p = LSTMParams(jnp.zeros((2, 12)), jnp.zeros((3, 12)), jnp.zeros(12))
+      >>> unroll(p, jnp.ones((5, 2))).h.shape
+      (5, 3)
+    """
+
+    def body(state, x):
+        new = lstm_step(params, state, x, activation=activation, recurrent_activation=recurrent_activation)
+        return new, new
+
+    _, states = jax.lax.scan(body, initial_state(params, h0, c0), xs)
+    return states

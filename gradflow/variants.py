@@ -1,0 +1,173 @@
+r"""Model variants: a shape spec compiled once, a grid of numeric settings vmapped over.
+
+What fixes shapes or Python control flow (input and hidden size, activations, sequence length) is a
+frozen, hashable :class:`ModelSpec`: one compile per distinct spec. What is a number (forget bias,
+weight scale, initialisation scheme index, seed) lives in a :class:`Grid` whose cartesian product is
+flattened to arrays with a leading variants axis V: new values of the same shapes never recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradflow.flow import WRT, by_lag, decay_rate, horizon, lag_norms
+from gradflow.init import SCHEMES, init_lstm, scheme_index
+from gradflow.model import LSTMParams, resolve_activation, resolve_recurrent_activation
+
+#: Numeric axes a grid may sweep, with the value used when an axis is not swept.
+GRID_DEFAULTS: dict[str, float | int | str] = {
+    "forget_bias": 1.0,
+    "weight_scale": 1.0,
+    "scheme": "orthogonal",
+    "seed": 0,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything that fixes shapes or control flow; one compile per distinct spec.
+
+    Attributes:
+      input_size: D, features per step.
+      hidden_size: H.
+      seq_len: T, steps per sequence.
+      activation: cell activation name.
+      recurrent_activation: gate activation name.
+    """
+
+    input_size: int
+    hidden_size: int
+    seq_len: int
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+
+    def __post_init__(self):
+        for name in ("input_size", "hidden_size", "seq_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        resolve_activation(self.activation)
+        resolve_recurrent_activation(self.recurrent_activation)
+
+
+class Grid:
+    """A cartesian grid of numeric model settings, flattened in C order (last axis fastest).
+
+    Args:
+      **axes: axis name (a key of :data:`GRID_DEFAULTS`) -> sequence of values. Axes not given take
+        their default. ``scheme`` values are names from :data:`gradflow.init.SCHEMES`.
+
+    Example:
+      >>> g = Grid(forget_bias=[0.0, 1.0, 2.0], seed=[0, 1])
+      >>> g.shape, g.size, g.values()["forget_bias"].tolist()
+      ((3, 2), 6, [0.0, 0.0, 1.0, 1.0, 2.0, 2.0])
+    """
+
+    def __init__(self, **axes: Sequence):
+        unknown = sorted(set(axes) - set(GRID_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown grid axis {unknown}; expected some of {sorted(GRID_DEFAULTS)}")
+        self.axes: dict[str, tuple] = {}
+        for name, values in axes.items():
+            values = tuple(np.atleast_1d(np.asarray(values)).tolist())
+            if not values:
+                raise ValueError(f"grid axis {name!r} is empty; give at least one value")
+            if name == "scheme":
+                for v in values:
+                    scheme_index(v)
+            elif not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+                raise ValueError(f"grid axis {name!r} must hold finite numbers; got {list(values)}")
+            if name == "seed" and not all(float(v).is_integer() for v in values):
+                raise ValueError(f"grid axis 'seed' must hold integers; got {list(values)}")
+            self.axes[name] = values
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.axes.values())
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def values(self) -> dict[str, np.ndarray]:
+        """Every setting of :data:`GRID_DEFAULTS` as a flat (V,) array (schemes as indices)."""
+        product = list(itertools.product(*self.axes.values())) or [()]
+        flat = {name: [row[i] for row in product] for i, name in enumerate(self.axes)}
+        out = {}
+        for name, default in GRID_DEFAULTS.items():
+            column = flat.get(name, [default] * len(product))
+            if name == "scheme":
+                out[name] = np.array([scheme_index(s) for s in column], np.int32)
+            elif name == "seed":
+                out[name] = np.array(column, np.int64).astype(np.uint32)
+            else:
+                out[name] = np.array(column, np.float64)
+        return out
+
+
+def init_variants(spec: ModelSpec, values: Mapping[str, jax.Array], *, dtype=jnp.float32) -> LSTMParams:
+    """:class:`LSTMParams` with a leading variants axis, one per entry of ``values`` (see :meth:`Grid.values`)."""
+
+    def one(forget_bias, weight_scale, scheme, seed):
+        return init_lstm(
+            jax.random.key(seed), spec.input_size, spec.hidden_size,
+            scheme=scheme, weight_scale=weight_scale, forget_bias=forget_bias, dtype=dtype,
+        )
+
+    return jax.vmap(one)(
+        jnp.asarray(values["forget_bias"], dtype),
+        jnp.asarray(values["weight_scale"], dtype),
+        jnp.asarray(values["scheme"], jnp.int32),
+        jnp.asarray(values["seed"], jnp.uint32),
+    )
+
+
+def probe_inputs(spec: ModelSpec, *, seed: int = 0, dtype=jnp.float32) -> jax.Array:
+    """The input sequence (T, D) that lag profiles are measured on: standard normal, fixed seed."""
+    return jax.random.normal(jax.random.key(seed), (spec.seq_len, spec.input_size), dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "wrt", "decades"))
+def profile_variants(
+    spec: ModelSpec,
+    values: Mapping[str, jax.Array],
+    xs: jax.Array,
+    *,
+    wrt: tuple[str, ...] = WRT,
+    decades: float = 10.0,
+) -> dict[str, jax.Array]:
+    """Lag profiles and their summaries for a batch of variants: one compile per (spec, wrt, decades).
+
+    Args:
+      spec: the shapes and activations.
+      values: numeric settings, each (V,) (see :meth:`Grid.values`).
+      xs: probe inputs (T, D).
+      wrt: which profiles to compute (names from :data:`gradflow.flow.WRT`).
+      decades: threshold exponent k of the horizon ``10^-k``.
+
+    Returns:
+      For each ``w`` in ``wrt``: ``log10_norm_{w}`` (V, T) indexed by lag 1..T, ``horizon_{w}`` (V,)
+      and ``decay_rate_{w}`` (V,).
+    """
+    params = init_variants(spec, values, dtype=xs.dtype)
+    out = {}
+    for w in wrt:
+        profile = lag_norms(params, xs, activation=spec.activation, recurrent_activation=spec.recurrent_activation, wrt=w)
+        out[f"log10_norm_{w}"] = by_lag(profile)
+        out[f"horizon_{w}"] = horizon(profile, decades=decades)
+        out[f"decay_rate_{w}"] = decay_rate(profile)
+    return out
+
+
+__all__ = ["GRID_DEFAULTS", "Grid", "ModelSpec", "SCHEMES", "init_variants", "probe_inputs", "profile_variants"]
