@@ -362,7 +362,7 @@ def decay_rate(profile: Array) -> Array:
       -1.0
     """
     lagged = by_lag(profile)
-    lags = jnp.arange(1, lagged.shape[-1] + 1, dtype=profile.dtype)
+    lags = jnp.broadcast_to(jnp.arange(1, lagged.shape[-1] + 1, dtype=profile.dtype), lagged.shape)
     w = jnp.isfinite(lagged).astype(profile.dtype)
     y = jnp.where(w > 0, lagged, 0)
     n = jnp.sum(w, axis=-1)

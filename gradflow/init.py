@@ -7,8 +7,9 @@ Schemes (``gain`` = ``weight_scale`` multiplies both kernels):
 
 - ``glorot_uniform``: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / (D + 4H))``; ``U`` likewise with
   ``sqrt(6 / (H + 4H))``: Keras's ``glorot_uniform`` on each whole kernel.
-- ``orthogonal``: each gate block of ``U`` is ``gain`` times a random orthogonal (H, H) matrix and
-  each gate block of ``W`` a random (semi-)orthogonal (D, H) one.
+- ``orthogonal``: each gate block of ``U`` is ``gain`` times a Haar-random orthogonal (H, H) matrix
+  and each gate block of ``W`` a random (semi-)orthogonal (D, H) one (orthonormal columns if D >= H,
+  rows otherwise).
 - ``normal``: entries ``N(0, gain^2 / fan_in)`` with fan_in D for ``W`` and H for ``U``.
 
 The bias is zero except its forget-gate block, which is ``forget_bias``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradflow.model import LSTMParams
 
@@ -26,11 +28,15 @@ SCHEMES: tuple[str, ...] = ("glorot_uniform", "orthogonal", "normal")
 
 
 def scheme_index(scheme: str | int) -> int:
-    """Index of ``scheme`` in :data:`SCHEMES`; ValueError naming the argument otherwise."""
+    """Index of ``scheme`` in :data:`SCHEMES` (a traced index passes through); ValueError naming the argument otherwise."""
     if isinstance(scheme, str):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme={scheme!r} is not a known initialisation; expected one of {list(SCHEMES)}")
         return SCHEMES.index(scheme)
+    if isinstance(scheme, (int, np.integer)) and not isinstance(scheme, bool):
+        if not 0 <= scheme < len(SCHEMES):
+            raise ValueError(f"scheme={scheme!r} is not an index of {list(SCHEMES)}; expected 0..{len(SCHEMES) - 1}")
+        return int(scheme)
     return scheme
 
 
@@ -40,11 +46,36 @@ def _glorot_uniform(key, shape, dtype):
     return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
+def _orthonormal_columns(key, n: int, k: int, dtype):
+    """A Haar-random (n, k) matrix with orthonormal columns (k <= n).
+
+    Gram-Schmidt, applied twice per column (CGS2, orthogonal to rounding), on a Gaussian matrix: the
+    same distribution as QR with positive diagonal. Written with matmuls instead of LAPACK's QR
+    because many concurrent QR custom calls in one jitted, vmapped CPU program hang jaxlib 0.10.
+    """
+    A = jax.random.normal(key, (n, k), dtype)
+
+    def add_column(Q, j):
+        v = A[:, j]
+        for _ in range(2):
+            v = v - Q @ (Q.T @ v)
+        Q = Q.at[:, j].set(v / jnp.linalg.norm(v))
+        return Q, None
+
+    Q, _ = jax.lax.scan(add_column, jnp.zeros((n, k), dtype), jnp.arange(k))
+    return Q
+
+
 def _orthogonal_per_gate(key, shape, dtype):
     rows, four_h = shape
-    keys = jax.random.split(key, 4)
-    blocks = [jax.nn.initializers.orthogonal()(k, (rows, four_h // 4), dtype) for k in keys]
-    return jnp.concatenate(blocks, axis=-1)
+    cols = four_h // 4
+
+    def block(k):
+        if rows >= cols:
+            return _orthonormal_columns(k, rows, cols, dtype)
+        return _orthonormal_columns(k, cols, rows, dtype).T
+
+    return jnp.concatenate([block(k) for k in jax.random.split(key, 4)], axis=-1)
 
 
 def _scaled_normal(key, shape, dtype):

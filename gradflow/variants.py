@@ -84,8 +84,8 @@ class Grid:
                     scheme_index(v)
             elif not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
                 raise ValueError(f"grid axis {name!r} must hold finite numbers; got {list(values)}")
-            if name == "seed" and not all(float(v).is_integer() for v in values):
-                raise ValueError(f"grid axis 'seed' must hold integers; got {list(values)}")
+            if name == "seed" and not all(float(v).is_integer() and 0 <= v < 2**32 for v in values):
+                raise ValueError(f"grid axis 'seed' must hold integers in [0, 2**32); got {list(values)}")
             self.axes[name] = values
 
     @property
