@@ -1,0 +1,253 @@
+"""Run configuration: a TOML file (or the embedded default) parsed, validated and resolved.
+
+A config has four tables. Settings that fix shapes (``[model]`` sizes and activations,
+``[data].seq_len``) may be a value or a list; each combination is one compile. ``[grid]`` axes are
+numeric and vmapped. Every list or range becomes a named dimension of the results.
+
+Example (the embedded default, :data:`DEFAULT_CONFIG`)::
+
+    [model]
+    input_size = 8
+    hidden_size = 32
+    activation = "tanh"
+
+    [grid]
+    forget_bias = {start = -3.0, stop = 3.0, num = 25}
+    weight_scale = {start = 0.25, stop = 4.0, num = 13, log = true}
+    seed = [0, 1, 2]
+
+    [data]
+    seq_len = 200
+
+A range ``{start, stop, num}`` is ``numpy.linspace`` (``log = true``: ``numpy.geomspace``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradflow.flow import WRT
+from gradflow.init import SCHEMES
+from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from gradflow.variants import GRID_DEFAULTS, Grid, ModelSpec
+
+DEFAULT_CONFIG = """\
+# gradflow's embedded default: lag profiles over forget bias x weight scale x 3 seeds, H = 32, T = 200.
+[model]
+input_size = 8
+hidden_size = 32
+activation = "tanh"
+recurrent_activation = "sigmoid"
+
+[grid]
+forget_bias = {start = -3.0, stop = 3.0, num = 25}
+weight_scale = {start = 0.25, stop = 4.0, num = 13, log = true}
+seed = [0, 1, 2]
+
+[data]
+seq_len = 200
+input_seed = 0
+
+[analysis]
+wrt = ["h", "state"]
+decades = 10.0
+dtype = "float32"
+chunk_size = 128
+"""
+
+#: Keys allowed in each table, with their defaults (None: required).
+SCHEMA: dict[str, dict[str, Any]] = {
+    "model": {"input_size": None, "hidden_size": None, "activation": "tanh", "recurrent_activation": "sigmoid"},
+    "grid": dict(GRID_DEFAULTS),
+    "data": {"seq_len": None, "input_seed": 0},
+    "analysis": {"wrt": list(WRT), "decades": 10.0, "dtype": "float32", "chunk_size": 128},
+}
+
+#: Settings that fix shapes or control flow: each distinct combination is one compile.
+SHAPE_AXES: tuple[str, ...] = ("hidden_size", "activation", "recurrent_activation", "seq_len")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the key and its table."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A validated, fully resolved configuration.
+
+    Attributes:
+      input_size: D.
+      shape_axes: each shape-fixing setting -> tuple of values (length 1 if not swept).
+      grid: the numeric :class:`Grid`.
+      input_seed: seed of the probe inputs.
+      wrt: which lag profiles to compute.
+      decades: horizon threshold exponent k (first lag below ``10^-k``).
+      dtype: ``"float32"`` or ``"float64"``.
+      chunk_size: variants per compiled call.
+      source: the TOML text it came from.
+    """
+
+    input_size: int
+    shape_axes: dict[str, tuple]
+    grid: Grid
+    input_seed: int
+    wrt: tuple[str, ...]
+    decades: float
+    dtype: str
+    chunk_size: int
+    source: str = dataclasses.field(repr=False, default="")
+
+    def specs(self) -> list[tuple[dict[str, Any], ModelSpec]]:
+        """Every combination of shape settings (C order) with its :class:`ModelSpec`."""
+        out = []
+        for combo in itertools.product(*self.shape_axes.values()):
+            setting = dict(zip(self.shape_axes, combo))
+            out.append((setting, ModelSpec(input_size=self.input_size, **setting)))
+        return out
+
+    @property
+    def dims(self) -> dict[str, tuple]:
+        """Named dimensions of the results (swept settings only) and their coordinate values."""
+        swept = {k: v for k, v in self.shape_axes.items() if len(v) > 1}
+        swept.update({k: v for k, v in self.grid.axes.items()})
+        return swept
+
+    def resolved(self) -> dict[str, Any]:
+        """A plain, JSON-ready dict with every value explicit."""
+        return {
+            "model": {"input_size": self.input_size, **{k: list(v) for k, v in self.shape_axes.items() if k != "seq_len"}},
+            "grid": {k: list(v) for k, v in self.grid.axes.items()},
+            "data": {"seq_len": list(self.shape_axes["seq_len"]), "input_seed": self.input_seed},
+            "analysis": {"wrt": list(self.wrt), "decades": self.decades, "dtype": self.dtype, "chunk_size": self.chunk_size},
+        }
+
+
+def _values(where: str, raw: Any) -> list:
+    """A scalar, a list, or a ``{start, stop, num[, log]}`` range as a non-empty list."""
+    if isinstance(raw, dict):
+        extra = sorted(set(raw) - {"start", "stop", "num", "log"})
+        missing = sorted({"start", "stop", "num"} - set(raw))
+        if extra or missing:
+            raise ConfigError(f"{where}: a range takes start, stop, num (and optional log); "
+                              f"{'unknown ' + str(extra) if extra else 'missing ' + str(missing)}")
+        num = raw["num"]
+        if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+            raise ConfigError(f"{where}.num must be a positive integer; got {num!r}")
+        start, stop = raw["start"], raw["stop"]
+        for key, value in (("start", start), ("stop", stop)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}.{key} must be a number; got {value!r}")
+        if raw.get("log", False):
+            if start <= 0 or stop <= 0:
+                raise ConfigError(f"{where}: a log range needs start > 0 and stop > 0; got {start}, {stop}")
+            return np.geomspace(start, stop, num).tolist()
+        return np.linspace(start, stop, num).tolist()
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise ConfigError(f"{where} is an empty list; give at least one value")
+    return values
+
+
+def _ints(where: str, values: list, *, minimum: int = 1) -> tuple[int, ...]:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ConfigError(f"{where} must hold integers >= {minimum}; got {v!r}")
+    return tuple(values)
+
+
+def _names(where: str, values: list, allowed) -> tuple[str, ...]:
+    for v in values:
+        if v not in allowed:
+            raise ConfigError(f"{where}: {v!r} is not one of {sorted(allowed)}")
+    return tuple(values)
+
+
+def parse_config(text: str, *, source_name: str = "config") -> Config:
+    """Parse and validate TOML text into a :class:`Config`; :class:`ConfigError` names the bad key.
+
+    Example:
+      >>> cfg = parse_config(DEFAULT_CONFIG)
+      >>> cfg.grid.shape, cfg.shape_axes["hidden_size"]
+      ((25, 13, 3), (32,))
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source_name} is not valid TOML: {err}") from None
+    unknown = sorted(set(raw) - set(SCHEMA))
+    if unknown:
+        raise ConfigError(f"{source_name}: unknown table(s) {unknown}; allowed tables are {list(SCHEMA)}")
+    tables: dict[str, dict[str, Any]] = {}
+    for table, schema in SCHEMA.items():
+        given = raw.get(table, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source_name}: [{table}] must be a table")
+        unknown = sorted(set(given) - set(schema))
+        if unknown:
+            raise ConfigError(f"[{table}]: unknown key(s) {unknown}; allowed keys are {sorted(schema)}")
+        for key, default in schema.items():
+            if default is None and key not in given:
+                raise ConfigError(f"[{table}].{key} is required")
+        tables[table] = {**schema, **given}
+
+    model, data, analysis = tables["model"], tables["data"], tables["analysis"]
+    input_size = model["input_size"]
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ConfigError(f"[model].input_size must be a positive integer; got {input_size!r}")
+    shape_axes = {
+        "hidden_size": _ints("[model].hidden_size", _values("[model].hidden_size", model["hidden_size"])),
+        "activation": _names("[model].activation", _values("[model].activation", model["activation"]), ACTIVATIONS),
+        "recurrent_activation": _names(
+            "[model].recurrent_activation",
+            _values("[model].recurrent_activation", model["recurrent_activation"]),
+            RECURRENT_ACTIVATIONS,
+        ),
+        "seq_len": _ints("[data].seq_len", _values("[data].seq_len", data["seq_len"])),
+    }
+    axes = {}
+    for key in SCHEMA["grid"]:
+        if key in raw.get("grid", {}):
+            values = _values(f"[grid].{key}", tables["grid"][key])
+            if key == "scheme":
+                _names("[grid].scheme", values, SCHEMES)
+            elif key == "seed":
+                _ints("[grid].seed", values, minimum=0)
+            elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
+                raise ConfigError(f"[grid].{key} must hold finite numbers; got {values}")
+            axes[key] = values
+    wrt = _names("[analysis].wrt", _values("[analysis].wrt", analysis["wrt"]), WRT)
+    if len(set(wrt)) != len(wrt):
+        raise ConfigError(f"[analysis].wrt repeats a value: {list(wrt)}")
+    decades = analysis["decades"]
+    if isinstance(decades, bool) or not isinstance(decades, (int, float)) or not decades > 0:
+        raise ConfigError(f"[analysis].decades must be a positive number; got {decades!r}")
+    _names("[analysis].dtype", [analysis["dtype"]], ("float32", "float64"))
+    (chunk_size,) = _ints("[analysis].chunk_size", [analysis["chunk_size"]])
+    (input_seed,) = _ints("[data].input_seed", [data["input_seed"]], minimum=0)
+    return Config(
+        input_size=input_size,
+        shape_axes=shape_axes,
+        grid=Grid(**axes),
+        input_seed=input_seed,
+        wrt=wrt,
+        decades=float(decades),
+        dtype=analysis["dtype"],
+        chunk_size=chunk_size,
+        source=text,
+    )
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a TOML config file; the embedded :data:`DEFAULT_CONFIG` when ``path`` is None."""
+    if path is None:
+        return parse_config(DEFAULT_CONFIG, source_name="the embedded default config")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    return parse_config(path.read_text(), source_name=str(path))

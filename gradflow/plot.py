@@ -1,0 +1,218 @@
+"""Publication figures drawn from stored :class:`gradflow.results.Results`, never recomputed.
+
+PDF and PNG, TrueType fonts embedded, colour-blind-safe colour maps (cividis), log scales where a
+quantity spans decades, deterministic output (no timestamps in the files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
+
+from gradflow.results import Results  # noqa: E402
+
+STYLE = {
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "figure.dpi": 150,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "svg.hashsalt": "gradflow",
+}
+CMAP = "cividis"
+LABELS = {
+    "forget_bias": "forget-gate bias $b_f$",
+    "weight_scale": "weight scale (gain)",
+    "seed": "seed",
+    "scheme": "initialisation scheme",
+    "hidden_size": "hidden size $H$",
+    "seq_len": "sequence length $T$",
+    "activation": "cell activation",
+}
+WRT_LABELS = {"h": r"$\log_{10}\,\|\partial h_T/\partial h_t\|_F$", "state": r"$\log_{10}\,\|\partial s_T/\partial s_t\|_F$, $s=(h,c)$"}
+
+
+def _save(fig, path_stem: Path) -> list[Path]:
+    paths = [path_stem.with_suffix(".pdf"), path_stem.with_suffix(".png")]
+    fig.savefig(paths[0], metadata={"CreationDate": None, "ModDate": None})
+    fig.savefig(paths[1], metadata={"Software": None})
+    plt.close(fig)
+    return paths
+
+
+def _label(dim: str) -> str:
+    return LABELS.get(dim, dim.replace("_", " "))
+
+
+def _is_log_axis(values: np.ndarray) -> bool:
+    v = np.asarray(values, dtype=float) if np.asarray(values).dtype.kind in "fiu" else None
+    return v is not None and v.size > 2 and np.all(v > 0) and v.max() / v.min() >= 10
+
+
+def _reduce(results: Results, name: str, keep: tuple[str, ...]) -> tuple[np.ndarray, str]:
+    """``name`` with every dim outside ``keep`` removed: median over ``seed``, first value otherwise.
+
+    Returns the array (dims in ``keep`` order, then lag if any) and a note of what was fixed.
+    """
+    array = results.data[name]
+    dims = list(results.dims)
+    notes = []
+    for dim in [d for d in results.dims if d not in keep]:
+        axis = dims.index(dim)
+        if dim == "seed":
+            array = np.nanmedian(array, axis=axis) if np.isfinite(array).any() else np.take(array, 0, axis=axis)
+            notes.append(f"median over {results.coords[dim].size} seeds")
+        else:
+            array = np.take(array, 0, axis=axis)
+            notes.append(f"{dim} = {results.coords[dim][0]}")
+        dims.pop(axis)
+    order = [dims.index(d) for d in keep] + list(range(len(dims), array.ndim))
+    return np.transpose(array, order), ", ".join(notes)
+
+
+def _plot_dims(results: Results) -> tuple[str, ...]:
+    """Up to two swept dims to draw against: those with more than one value, seeds last."""
+    dims = [d for d in results.dims if results.coords[d].size > 1 and d != "seed"]
+    return tuple(dims[:2]) if dims else tuple(results.dims[:1])
+
+
+def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: int = 3) -> list[Path]:
+    """Lag profiles, log10 norm against lag: one curve per value of the first swept setting.
+
+    One row per ``wrt`` mode; panels across a few values of the second swept setting.
+    """
+    wrts = [n.removeprefix("log10_norm_") for n in results.data if n.startswith("log10_norm_")]
+    keep = _plot_dims(results)
+    colour_dim = keep[0]
+    colours = results.coords[colour_dim]
+    panel_dim = keep[1] if len(keep) > 1 else None
+    panel_index = (
+        np.unique(np.linspace(0, results.coords[panel_dim].size - 1, max_panels).round().astype(int)) if panel_dim else [None]
+    )
+    lags = results.coords["lag"]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(
+            len(wrts), len(panel_index), figsize=(2.4 * len(panel_index) + 1.0, 2.2 * len(wrts)),
+            squeeze=False, sharex=True, constrained_layout=True,
+        )
+        numeric = colours.dtype.kind in "fiu"
+        norm = Normalize(float(colours.min()), float(colours.max())) if numeric else Normalize(0, len(colours) - 1)
+        cmap = plt.get_cmap(CMAP)
+        for row, wrt in enumerate(wrts):
+            profiles, note = _reduce(results, f"log10_norm_{wrt}", keep)
+            for col, p in enumerate(panel_index):
+                ax = axes[row, col]
+                block = profiles if p is None else profiles[:, p]
+                for k, curve in enumerate(block):
+                    ax.plot(lags, curve, color=cmap(norm(colours[k] if numeric else k)), lw=1.0)
+                if row == 0 and panel_dim:
+                    value = results.coords[panel_dim][p]
+                    text = f"{value:.3g}" if results.coords[panel_dim].dtype.kind in "fiu" else str(value)
+                    ax.set_title(f"{_label(panel_dim)} = {text}")
+                if row == len(wrts) - 1:
+                    ax.set_xlabel("lag $T - t$ (steps)")
+                if col == 0:
+                    ax.set_ylabel(WRT_LABELS.get(wrt, wrt))
+                ax.grid(alpha=0.3, lw=0.5)
+        sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+        bar = fig.colorbar(sm, ax=axes, shrink=0.9)
+        bar.set_label(_label(colour_dim))
+        if not numeric:
+            bar.set_ticks(range(len(colours)), labels=[str(c) for c in colours])
+        if note:
+            fig.suptitle(f"Lag profiles ({note})", fontsize=9)
+        return _save(fig, Path(path_stem))
+
+
+def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h") -> list[Path]:
+    """Heatmap of the horizon (first lag below ``10^-k``) over the first two swept settings.
+
+    Variants whose profile never falls that low within T are drawn in light grey, non-finite ones
+    (overflow) in dark red.
+    """
+    name = f"horizon_{wrt}"
+    keep = _plot_dims(results)
+    horizon, note = _reduce(results, name, keep)
+    decades = results.attrs.get("config", {}).get("analysis", {}).get("decades", "k")
+    T = int(results.coords["lag"][-1])
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.2, 3.2), constrained_layout=True)
+        finite = horizon[np.isfinite(horizon)]
+        vmin, vmax = (max(1.0, float(finite.min())), float(max(finite.max(), 2.0))) if finite.size else (1.0, float(T))
+        cmap = plt.get_cmap(CMAP).with_extremes(over="0.85", bad="#8b0000")
+        shown = np.where(np.isposinf(horizon), np.inf, horizon)
+        if len(keep) == 1:
+            x = results.coords[keep[0]]
+            ax.plot(x, np.where(np.isfinite(shown), shown, np.nan), "o-", color=plt.get_cmap(CMAP)(0.2))
+            ax.set_xlabel(_label(keep[0]))
+            ax.set_ylabel(f"horizon (lag where norm < $10^{{-{decades:g}}}$)")
+            ax.set_yscale("log")
+        else:
+            x, y = (_positions(ax, results.coords[d], axis) for d, axis in zip(keep, "xy"))
+            img = np.ma.masked_invalid(np.where(np.isposinf(shown), vmax * 10, shown)).T
+            mesh = ax.pcolormesh(
+                _edges(x), _edges(y), img, cmap=cmap, norm=LogNorm(vmin, vmax) if vmax / vmin > 5 else Normalize(vmin, vmax),
+                shading="flat",
+            )
+            for values, axis in ((x, ax.xaxis), (y, ax.yaxis)):
+                if _is_log_axis(values):
+                    (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+                    axis.set_major_formatter(FormatStrFormatter("%g"))
+                    axis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(_label(keep[0]))
+            ax.set_ylabel(_label(keep[1]))
+            bar = fig.colorbar(mesh, ax=ax, extend="max")
+            bar.set_label(f"horizon: first lag with norm $< 10^{{-{decades:g}}}$")
+            handles = [Patch(color="0.85", label=f"not within T = {T}")]
+            if np.isnan(horizon).any():
+                handles.append(Patch(color="#8b0000", label="non-finite profile"))
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
+        title = f"Gradient horizon, wrt {wrt}"
+        ax.set_title(f"{title}\n({note})" if note else title)
+        return _save(fig, Path(path_stem))
+
+
+def _positions(ax, values: np.ndarray, axis: str) -> np.ndarray:
+    """Numeric coordinates as they are; categories as 0..n-1 with their names as tick labels."""
+    if values.dtype.kind in "fiu":
+        return values
+    positions = np.arange(values.size, dtype=float)
+    (ax.set_xticks if axis == "x" else ax.set_yticks)(positions, labels=[str(v) for v in values])
+    return positions
+
+
+def _edges(values: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted coordinate values (geometric midpoints on log-spaced axes)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5]) if v[0] <= 0.5 else np.array([v[0] / 1.5, v[0] * 1.5])
+    if _is_log_axis(v):
+        mid = np.sqrt(v[1:] * v[:-1])
+        return np.concatenate([[v[0] ** 2 / mid[0]], mid, [v[-1] ** 2 / mid[-1]]])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+
+
+def plot_all(results: Results, directory: str | Path) -> list[Path]:
+    """Every standard figure of a lag-profile run into ``directory``; returns the files written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = plot_lag_profiles(results, directory / "lag_profiles")
+    for name in results.data:
+        if name.startswith("horizon_"):
+            wrt = name.removeprefix("horizon_")
+            paths += plot_horizon_map(results, directory / f"horizon_{wrt}", wrt=wrt)
+    return paths
