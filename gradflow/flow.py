@@ -116,8 +116,9 @@ def step_lag_norms(
     Example (a linear recurrence, ``ds_T/ds_t = A^{T-t}``):
       >>> import jax.numpy as jnp
       >>> A = 0.5 * jnp.eye(2)
-      >>> step_lag_norms(lambda s, x: s @ A + x, jnp.zeros(2), jnp.zeros((3, 2))).round(4)
-      Array([-0.7526, -0.4515, -0.1505], dtype=float32)
+      >>> profile = step_lag_norms(lambda s, x: s @ A + x, jnp.zeros(2), jnp.zeros((3, 2)))
+      >>> [round(float(v), 4) for v in profile]  # log10(sqrt(2) 0.5^k), k = 3, 2, 1
+      [-0.7526, -0.4515, -0.1505]
     """
     consumed = _forward_states(step, s0, xs)
     rows = jnp.eye(s0.shape[-1], dtype=s0.dtype)[out_dims]
