@@ -143,7 +143,10 @@ def _values(where: str, raw: Any) -> list:
         for key, value in (("start", start), ("stop", stop)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{where}.{key} must be a number; got {value!r}")
-        if raw.get("log", False):
+        log = raw.get("log", False)
+        if not isinstance(log, bool):
+            raise ConfigError(f"{where}.log must be true or false; got {log!r}")
+        if log:
             if start <= 0 or stop <= 0:
                 raise ConfigError(f"{where}: a log range needs start > 0 and stop > 0; got {start}, {stop}")
             return np.geomspace(start, stop, num).tolist()
@@ -154,16 +157,21 @@ def _values(where: str, raw: Any) -> list:
     return values
 
 
-def _ints(where: str, values: list, *, minimum: int = 1) -> tuple[int, ...]:
+#: Seeds are uint32: JAX wraps larger ones silently.
+MAX_SEED = 2**32 - 1
+
+
+def _ints(where: str, values: list, *, minimum: int = 1, maximum: int | None = None) -> tuple[int, ...]:
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ConfigError(f"{where} must hold integers >= {minimum}; got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum or (maximum is not None and v > maximum):
+            bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+            raise ConfigError(f"{where} must hold integers {bound}; got {v!r}")
     return tuple(values)
 
 
 def _names(where: str, values: list, allowed) -> tuple[str, ...]:
     for v in values:
-        if v not in allowed:
+        if not isinstance(v, str) or v not in allowed:
             raise ConfigError(f"{where}: {v!r} is not one of {sorted(allowed)}")
     return tuple(values)
 
@@ -217,9 +225,11 @@ def parse_config(text: str, *, source_name: str = "config") -> Config:
             if key == "scheme":
                 _names("[grid].scheme", values, SCHEMES)
             elif key == "seed":
-                _ints("[grid].seed", values, minimum=0)
+                _ints("[grid].seed", values, minimum=0, maximum=MAX_SEED)
             elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
                 raise ConfigError(f"[grid].{key} must hold finite numbers; got {values}")
+            else:
+                values = [float(v) for v in values]  # 1 and 1.0 are the same setting (and hash)
             axes[key] = values
     wrt = _names("[analysis].wrt", _values("[analysis].wrt", analysis["wrt"]), WRT)
     if len(set(wrt)) != len(wrt):
@@ -229,7 +239,7 @@ def parse_config(text: str, *, source_name: str = "config") -> Config:
         raise ConfigError(f"[analysis].decades must be a positive number; got {decades!r}")
     _names("[analysis].dtype", [analysis["dtype"]], ("float32", "float64"))
     (chunk_size,) = _ints("[analysis].chunk_size", [analysis["chunk_size"]])
-    (input_seed,) = _ints("[data].input_seed", [data["input_seed"]], minimum=0)
+    (input_seed,) = _ints("[data].input_seed", [data["input_seed"]], minimum=0, maximum=MAX_SEED)
     return Config(
         input_size=input_size,
         shape_axes=shape_axes,

@@ -1,7 +1,8 @@
 r"""Initialisation of LSTM weights, as a traceable function of its numeric settings.
 
 Every numeric setting (``forget_bias``, ``weight_scale``, the scheme index, the seed) may be a traced
-scalar, so one compiled function initialises a whole grid of variants under ``jax.vmap``.
+scalar, so one compiled function initialises a whole grid of variants under ``jax.vmap``. Random
+numbers are drawn in float32 whatever the dtype, so a float64 model is the float32 one, refined.
 
 Schemes (``gain`` = ``weight_scale`` multiplies both kernels):
 
@@ -40,10 +41,15 @@ def scheme_index(scheme: str | int) -> int:
     return scheme
 
 
+def _draw(sample, key, shape, dtype):
+    """Random numbers drawn in float32 and cast, so a float64 model is the float32 one refined."""
+    return sample(key, shape, jnp.float32).astype(dtype)
+
+
 def _glorot_uniform(key, shape, dtype):
     fan_in, fan_out = shape
-    limit = jnp.sqrt(6.0 / (fan_in + fan_out)).astype(dtype)
-    return jax.random.uniform(key, shape, dtype, -limit, limit)
+    limit = jnp.sqrt(jnp.asarray(6.0 / (fan_in + fan_out), dtype))
+    return (2 * _draw(jax.random.uniform, key, shape, dtype) - 1) * limit
 
 
 def _orthonormal_columns(key, n: int, k: int, dtype):
@@ -53,7 +59,7 @@ def _orthonormal_columns(key, n: int, k: int, dtype):
     same distribution as QR with positive diagonal. Written with matmuls instead of LAPACK's QR
     because many concurrent QR custom calls in one jitted, vmapped CPU program hang jaxlib 0.10.
     """
-    A = jax.random.normal(key, (n, k), dtype)
+    A = _draw(jax.random.normal, key, (n, k), dtype)
 
     def add_column(Q, j):
         v = A[:, j]
@@ -79,7 +85,7 @@ def _orthogonal_per_gate(key, shape, dtype):
 
 
 def _scaled_normal(key, shape, dtype):
-    return jax.random.normal(key, shape, dtype) / jnp.sqrt(jnp.asarray(shape[0], dtype))
+    return _draw(jax.random.normal, key, shape, dtype) / jnp.sqrt(jnp.asarray(shape[0], dtype))
 
 
 _KERNEL_INITS = (_glorot_uniform, _orthogonal_per_gate, _scaled_normal)

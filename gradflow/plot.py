@@ -6,6 +6,7 @@ quantity spans decades, deterministic output (no timestamps in the files).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -73,7 +74,9 @@ def _reduce(results: Results, name: str, keep: tuple[str, ...]) -> tuple[np.ndar
     for dim in [d for d in results.dims if d not in keep]:
         axis = dims.index(dim)
         if dim == "seed":
-            array = np.nanmedian(array, axis=axis) if np.isfinite(array).any() else np.take(array, 0, axis=axis)
+            with warnings.catch_warnings():  # all-NaN slices (padding past a shorter T) stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                array = np.nanmedian(array, axis=axis)
             notes.append(f"median over {results.coords[dim].size} seeds")
         else:
             array = np.take(array, 0, axis=axis)
@@ -141,28 +144,32 @@ def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h")
     """Heatmap of the horizon (first lag below ``10^-k``) over the first two swept settings.
 
     Variants whose profile never falls that low within T are drawn in light grey, non-finite ones
-    (overflow) in dark red.
+    (overflow) in dark red; with one swept setting it is a line plot, never-falling variants marked at T.
     """
     name = f"horizon_{wrt}"
     keep = _plot_dims(results)
     horizon, note = _reduce(results, name, keep)
-    decades = results.attrs.get("config", {}).get("analysis", {}).get("decades", "k")
+    decades = results.attrs.get("config", {}).get("analysis", {}).get("decades")
+    threshold = f"$10^{{-{decades:g}}}$" if isinstance(decades, (int, float)) else "$10^{-k}$"
     T = int(results.coords["lag"][-1])
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.2, 3.2), constrained_layout=True)
         finite = horizon[np.isfinite(horizon)]
         vmin, vmax = (max(1.0, float(finite.min())), float(max(finite.max(), 2.0))) if finite.size else (1.0, float(T))
         cmap = plt.get_cmap(CMAP).with_extremes(over="0.85", bad="#8b0000")
-        shown = np.where(np.isposinf(horizon), np.inf, horizon)
         if len(keep) == 1:
-            x = results.coords[keep[0]]
-            ax.plot(x, np.where(np.isfinite(shown), shown, np.nan), "o-", color=plt.get_cmap(CMAP)(0.2))
+            x = _positions(ax, results.coords[keep[0]], "x")
+            ax.plot(x, np.where(np.isfinite(horizon), horizon, np.nan), "o-", color=plt.get_cmap(CMAP)(0.2))
+            never = np.isposinf(horizon)
+            if never.any():
+                ax.plot(x[never], np.full(never.sum(), T), "^", color="0.6", label=f"not within T = {T}")
+                ax.legend(frameon=False)
             ax.set_xlabel(_label(keep[0]))
-            ax.set_ylabel(f"horizon (lag where norm < $10^{{-{decades:g}}}$)")
+            ax.set_ylabel(f"horizon (first lag with norm < {threshold})")
             ax.set_yscale("log")
         else:
             x, y = (_positions(ax, results.coords[d], axis) for d, axis in zip(keep, "xy"))
-            img = np.ma.masked_invalid(np.where(np.isposinf(shown), vmax * 10, shown)).T
+            img = np.ma.masked_invalid(np.where(np.isposinf(horizon), vmax * 10, horizon)).T
             mesh = ax.pcolormesh(
                 _edges(x), _edges(y), img, cmap=cmap, norm=LogNorm(vmin, vmax) if vmax / vmin > 5 else Normalize(vmin, vmax),
                 shading="flat",
@@ -175,7 +182,7 @@ def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h")
             ax.set_xlabel(_label(keep[0]))
             ax.set_ylabel(_label(keep[1]))
             bar = fig.colorbar(mesh, ax=ax, extend="max")
-            bar.set_label(f"horizon: first lag with norm $< 10^{{-{decades:g}}}$")
+            bar.set_label(f"horizon: first lag with norm < {threshold}")
             handles = [Patch(color="0.85", label=f"not within T = {T}")]
             if np.isnan(horizon).any():
                 handles.append(Patch(color="#8b0000", label="non-finite profile"))

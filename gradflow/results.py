@@ -38,17 +38,22 @@ class Results:
         return self.dims + (("lag",) if self.data[name].ndim == len(self.dims) + 1 else ())
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``results.npz`` and ``results.json`` into ``directory``; returns the npz path."""
+        """Write ``results.npz`` and ``results.json`` into ``directory``; returns the npz path.
+
+        Both go to temporary files first and are renamed into place only when both are written.
+        """
         directory = Path(directory)
+        meta = {"dims": list(self.dims), "variables": {k: list(self.dims_of(k)) for k in self.data}, "attrs": self.attrs}
+        text = json.dumps(meta, indent=2, default=_jsonable) + "\n"  # fails before anything is written
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {f"data/{k}": v for k, v in self.data.items()}
         arrays.update({f"coord/{k}": np.asarray(v) for k, v in self.coords.items()})
-        path = directory / ARRAYS_FILE
-        tmp = path.with_suffix(".tmp.npz")
+        path, meta_path = directory / ARRAYS_FILE, directory / META_FILE
+        tmp, tmp_meta = path.with_suffix(".tmp.npz"), meta_path.with_suffix(".tmp.json")
         np.savez_compressed(tmp, **arrays)
+        tmp_meta.write_text(text)
         tmp.replace(path)
-        meta = {"dims": list(self.dims), "variables": {k: list(self.dims_of(k)) for k in self.data}, "attrs": self.attrs}
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=_jsonable) + "\n")
+        tmp_meta.replace(meta_path)
         return path
 
     @classmethod

@@ -134,8 +134,8 @@ def init_variants(spec: ModelSpec, values: Mapping[str, jax.Array], *, dtype=jnp
 
 
 def probe_inputs(spec: ModelSpec, *, seed: int = 0, dtype=jnp.float32) -> jax.Array:
-    """The input sequence (T, D) that lag profiles are measured on: standard normal, fixed seed."""
-    return jax.random.normal(jax.random.key(seed), (spec.seq_len, spec.input_size), dtype)
+    """The input sequence (T, D) that lag profiles are measured on: standard normal (drawn in float32), fixed seed."""
+    return jax.random.normal(jax.random.key(seed), (spec.seq_len, spec.input_size), jnp.float32).astype(dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "wrt", "decades"))
