@@ -4,21 +4,7 @@ A config has four tables. Settings that fix shapes (``[model]`` sizes and activa
 ``[data].seq_len``) may be a value or a list; each combination is one compile. ``[grid]`` axes are
 numeric and vmapped. Every list or range becomes a named dimension of the results.
 
-Example (the embedded default, :data:`DEFAULT_CONFIG`)::
-
-    [model]
-    input_size = 8
-    hidden_size = 32
-    activation = "tanh"
-
-    [grid]
-    forget_bias = {start = -3.0, stop = 3.0, num = 25}
-    weight_scale = {start = 0.25, stop = 4.0, num = 13, log = true}
-    seed = [0, 1, 2]
-
-    [data]
-    seq_len = 200
-
+The embedded default, :data:`DEFAULT_CONFIG`, is a complete example; the README documents every key.
 A range ``{start, stop, num}`` is ``numpy.linspace`` (``log = true``: ``numpy.geomspace``).
 """
 
