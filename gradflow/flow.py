@@ -17,9 +17,11 @@ exact to rounding at any depth, in float32 as in float64 (a float log-scale accu
 before squaring). A Jacobian that is exactly zero gives ``-inf``, one that overflows ``+inf`` and a
 NaN stays NaN (non-finite values are data here).
 
-Cost per variant and step: R rows each meet the (4H, H) recurrent kernel, 4 R H^2 multiply-adds,
-with R = H wrt ``h`` (8 H^3 FLOPs) and R = 2H wrt ``state``. Memory: the forward states (T, 2H) plus
-one (R, 2H) accumulator per variant; no (H, T, H) Jacobian is ever materialised.
+Cost per variant and step: R rows (R = H wrt ``h``, 2H wrt ``state``) pushed through one step. A
+generic vector-Jacobian product meets the (4H, H) recurrent kernel, 4 R H^2 multiply-adds (8 H^3
+FLOPs wrt ``h``); the LSTM's closed-form pullback (:func:`gradflow.model.lstm_pullback`) folds the
+gates into one (2H, H) matrix per step first and needs 2 R H^2. Memory: the forward states (T, 2H)
+plus one (R, 2H) accumulator per variant; no (H, T, H) Jacobian is ever materialised.
 """
 
 from __future__ import annotations
@@ -32,7 +34,18 @@ import jax
 import jax.numpy as jnp
 
 from gradflow.checks import check_lstm_inputs
-from gradflow.model import LSTMParams, LSTMState, initial_state, lstm_step, resolve_activation, resolve_recurrent_activation
+from gradflow.model import (
+    LSTMParams,
+    LSTMState,
+    initial_state,
+    lstm_linearisation,
+    lstm_pullback,
+    lstm_pullback_apply,
+    lstm_step,
+    recurrent_blocks_transposed,
+    resolve_activation,
+    resolve_recurrent_activation,
+)
 
 Array = jax.Array
 
@@ -63,10 +76,14 @@ def log_frobenius_norm(X: Array) -> Array:
 def _renormalise(M: Array, exponent: Array) -> tuple[Array, Array]:
     """``M = M' 2^e`` with ``max|M'|`` in [0.5, 1): exact rescaling, ``e`` added to the integer ``exponent``.
 
+    The scale is applied as two multiplications by powers of two (each a normal float, even for
+    ``e`` near the ends of the range), which is exact and much cheaper than ``ldexp`` per element.
     A zero, infinite or NaN ``M`` is left as it is (``e = 0``).
     """
     _, e = jnp.frexp(jnp.max(jnp.abs(M)))
-    return jnp.ldexp(M, -e), exponent + e.astype(jnp.int32)
+    half = -e // 2
+    one = jnp.ones((), M.dtype)
+    return M * jnp.ldexp(one, half) * jnp.ldexp(one, -e - half), exponent + e.astype(jnp.int32)
 
 
 def _log10_norm(M: Array, exponent: Array) -> Array:
@@ -84,10 +101,29 @@ def _forward_states(step, s0, xs):
     return consumed
 
 
-def _pullback(step, s, x, M):
-    """Rows of ``M`` times ``ds_t/ds_{t-1}`` at ``s = s_{t-1}``: one batched vector-Jacobian product."""
-    _, vjp = jax.vjp(lambda s: step(s, x), s)
-    return jax.vmap(lambda row: vjp(row)[0])(M)
+def _profile(apply, per_step, rows: Array, in_dims: slice) -> Array:
+    """The engine's loop: ``M <- apply(per_step[t], M)`` from t = T down to 1, renormalised each step.
+
+    Returns ``log10 ||M_t[:, in_dims]||_F`` for t = 0..T-1 with ``M_t = rows A_T ... A_{t+1}``.
+    """
+
+    def back(carry, step_inputs):
+        M, exponent = carry
+        M, exponent = _renormalise(apply(step_inputs, M), exponent)
+        return (M, exponent), _log10_norm(M[:, in_dims], exponent)
+
+    _, profile = jax.lax.scan(back, (rows, jnp.zeros((), jnp.int32)), per_step, reverse=True)
+    return profile
+
+
+def vjp_pullback(step: Callable[[Array, Array], Array]) -> Callable[[Array, Array, Array], Array]:
+    """The generic pullback of ``step``: rows of ``M`` times ``ds_t/ds_{t-1}`` by batched vector-Jacobian products."""
+
+    def pullback(s, x, M):
+        _, vjp = jax.vjp(lambda s: step(s, x), s)
+        return jax.vmap(lambda row: vjp(row)[0])(M)
+
+    return pullback
 
 
 def step_lag_norms(
@@ -97,6 +133,7 @@ def step_lag_norms(
     *,
     out_dims: slice = slice(None),
     in_dims: slice = slice(None),
+    pullback: Callable[[Array, Array, Array], Array] | None = None,
 ) -> Array:
     r"""``log10 || d s_T[out_dims] / d s_t[in_dims] ||_F`` for t = 0..T-1, for any recurrence.
 
@@ -109,6 +146,9 @@ def step_lag_norms(
       xs: inputs, shape (T, ...), scanned over the leading axis.
       out_dims: the components of ``s_T`` measured (the cotangent rows pushed back).
       in_dims: the components of ``s_t`` differentiated against.
+      pullback: ``pullback(s_{t-1}, x_t, M) -> M ds_t/ds_{t-1}`` for rows ``M`` (R, n), when a closed
+        form beats autodiff (as :func:`gradflow.model.lstm_pullback` does); default
+        :func:`vjp_pullback` of ``step``.
 
     Returns:
       Array (T,) of ``s0``'s dtype; entry ``t`` belongs to lag ``T - t``.
@@ -120,17 +160,9 @@ def step_lag_norms(
       >>> [round(float(v), 4) for v in profile]  # log10(sqrt(2) 0.5^k), k = 3, 2, 1
       [-0.7526, -0.4515, -0.1505]
     """
-    consumed = _forward_states(step, s0, xs)
+    pullback = pullback or vjp_pullback(step)
     rows = jnp.eye(s0.shape[-1], dtype=s0.dtype)[out_dims]
-
-    def back(carry, inputs):
-        M, exponent = carry
-        s, x = inputs
-        M = _pullback(step, s, x, M)
-        return _renormalise(M, exponent), _log10_norm(M[:, in_dims], exponent)
-
-    _, profile = jax.lax.scan(back, (rows, jnp.zeros((), jnp.int32)), (consumed, xs), reverse=True)
-    return profile
+    return _profile(lambda sx, M: pullback(*sx, M), (_forward_states(step, s0, xs), xs), rows, in_dims)
 
 
 def step_loss_grad_norms(
@@ -140,6 +172,7 @@ def step_loss_grad_norms(
     direct: Array,
     *,
     in_dims: slice = slice(None),
+    pullback: Callable[[Array, Array, Array], Array] | None = None,
 ) -> Array:
     r"""``log10 || dL / d s_t[in_dims] ||`` for t = 0..T from one renormalised backward pass.
 
@@ -153,11 +186,13 @@ def step_loss_grad_norms(
       xs: inputs (T, ...).
       direct: explicit loss gradients (T, n).
       in_dims: the state components whose gradient norm is reported.
+      pullback: as in :func:`step_lag_norms`.
 
     Returns:
       Array (T + 1,); entry ``t`` is for ``s_t`` (entry 0 is the initial state).
     """
     consumed = _forward_states(step, s0, xs)
+    pullback = pullback or vjp_pullback(step)
 
     def add_direct(g, exponent, d):
         # g 2^exponent + d, rescaled by 2^new with new the larger of the two binary exponents.
@@ -172,7 +207,7 @@ def step_loss_grad_norms(
         s, x, d = inputs
         g, exponent = _renormalise(*add_direct(g, exponent, d))
         log_norm = _log10_norm(g[in_dims], exponent)
-        g = _pullback(step, s, x, g[None])[0]
+        g = pullback(s, x, g[None])[0]
         return _renormalise(g, exponent), log_norm
 
     init = (jnp.zeros(s0.shape, s0.dtype), jnp.full((), _ZERO_EXPONENT, jnp.int32))
@@ -180,15 +215,38 @@ def step_loss_grad_norms(
     return jnp.concatenate([_log10_norm(g0[in_dims], exponent0)[None], later])
 
 
-def _flat_lstm_step(params: LSTMParams, activation: str, recurrent_activation: str):
-    """The LSTM step on a flat state ``s = concat(h, c)`` of shape (2H,)."""
+def _flat_lstm(params: LSTMParams, activation: str, recurrent_activation: str):
+    """The LSTM step on a flat state ``s = concat(h, c)`` (2H,), and its closed-form pullback."""
     H = params.hidden_size
+    options = {"activation": activation, "recurrent_activation": recurrent_activation}
 
     def step(s, x):
-        new = lstm_step(params, LSTMState(s[:H], s[H:]), x, activation=activation, recurrent_activation=recurrent_activation)
+        new = lstm_step(params, LSTMState(s[:H], s[H:]), x, **options)
         return jnp.concatenate([new.h, new.c])
 
-    return step
+    def pullback(s, x, M):
+        return lstm_pullback(params, LSTMState(s[..., :H], s[..., H:]), x, M, **options)
+
+    return step, pullback
+
+
+def _lstm_lag_profile(params, s0, xs, dims, activation, recurrent_activation):
+    """:func:`step_lag_norms` for the LSTM, with every step's Jacobian coefficients computed up front.
+
+    The coefficients of all T steps come from one vectorised pass over the forward states (a
+    (T, D + H) x (D + H, 4H) product); the sequential loop then only builds each step's (2H, H)
+    matrix and applies it.
+    """
+    H = params.hidden_size
+    step, _ = _flat_lstm(params, activation, recurrent_activation)
+    consumed = _forward_states(step, s0, xs)
+    lin = lstm_linearisation(
+        params, LSTMState(consumed[:, :H], consumed[:, H:]), xs,
+        activation=activation, recurrent_activation=recurrent_activation,
+    )
+    U_T = recurrent_blocks_transposed(params)
+    rows = jnp.eye(2 * H, dtype=s0.dtype)[dims]
+    return _profile(lambda lin_t, M: lstm_pullback_apply(U_T, lin_t, M), lin, rows, dims)
 
 
 def _check_options(activation: str, recurrent_activation: str, wrt: str | None = None) -> None:
@@ -216,8 +274,8 @@ def _lag_norms(params, xs, h0, c0, *, activation, recurrent_activation, wrt, bat
         state = initial_state(params, h0, c0)
         H = params.hidden_size
         dims = slice(0, H) if wrt == "h" else slice(None)
-        step = _flat_lstm_step(params, activation, recurrent_activation)
-        return step_lag_norms(step, jnp.concatenate([state.h, state.c]), xs, out_dims=dims, in_dims=dims)
+        s0 = jnp.concatenate([state.h, state.c])
+        return _lstm_lag_profile(params, s0, xs, dims, activation, recurrent_activation)
 
     return _over_variants(one, params.U.shape[0] if batched else None, params, xs, h0, c0)
 
@@ -308,7 +366,7 @@ def _loss_grad_norms(params, xs, h0, c0, loss_fn, *, activation, recurrent_activ
     def one(params, xs, h0, c0):
         state = initial_state(params, h0, c0)
         H = params.hidden_size
-        step = _flat_lstm_step(params, activation, recurrent_activation)
+        step, pullback = _flat_lstm(params, activation, recurrent_activation)
         s0 = jnp.concatenate([state.h, state.c])
 
         def hidden_step(s, x):
@@ -317,7 +375,7 @@ def _loss_grad_norms(params, xs, h0, c0, loss_fn, *, activation, recurrent_activ
 
         direct_h = jax.grad(loss_fn)(jax.lax.scan(hidden_step, s0, xs)[1])
         direct = jnp.concatenate([direct_h, jnp.zeros_like(direct_h)], axis=-1)
-        return step_loss_grad_norms(step, s0, xs, direct, in_dims=slice(0, H))
+        return step_loss_grad_norms(step, s0, xs, direct, in_dims=slice(0, H), pullback=pullback)
 
     return _over_variants(one, params.U.shape[0] if batched else None, params, xs, h0, c0)
 
