@@ -109,12 +109,16 @@ def lstm_step(
       The next ``LSTMState``.
     """
     act = resolve_activation(activation)
-    gate = resolve_recurrent_activation(recurrent_activation)
-    z = x @ params.W + state.h @ params.U + params.b
-    z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
-    c = gate(z_f) * state.c + gate(z_i) * act(z_g)
-    h = gate(z_o) * act(c)
-    return LSTMState(h, c)
+    _, (_, _, _, o), c = _gates(params, state, x, act, resolve_recurrent_activation(recurrent_activation))
+    return LSTMState(o * act(c), c)
+
+
+def _gates(params: LSTMParams, state: LSTMState, x: Array, act, gate):
+    """Pre-activations ``z_k``, gates ``(i, f, g, o)`` and the new cell ``c_t`` (leading axes allowed)."""
+    z = x @ params.W + state.h @ params.U
+    z_i, z_f, z_g, z_o = jnp.split(z + jnp.broadcast_to(params.b, z.shape), 4, axis=-1)
+    i, f, g, o = gate(z_i), gate(z_f), act(z_g), gate(z_o)
+    return (z_i, z_f, z_g, z_o), (i, f, g, o), f * state.c + i * g
 
 
 def _derivative(fn: Callable[[Array], Array], z: Array) -> Array:
@@ -152,10 +156,7 @@ def lstm_linearisation(
     """
     act = resolve_activation(activation)
     gate = resolve_recurrent_activation(recurrent_activation)
-    z = x @ params.W + state.h @ params.U
-    z_i, z_f, z_g, z_o = jnp.split(z + jnp.broadcast_to(params.b, z.shape), 4, axis=-1)
-    i, f, g, o = gate(z_i), gate(z_f), act(z_g), gate(z_o)
-    c = f * state.c + i * g
+    (z_i, z_f, z_g, z_o), (i, f, g, o), c = _gates(params, state, x, act, gate)
     return LSTMLinearisation(
         a_i=g * _derivative(gate, z_i),
         a_f=state.c * _derivative(gate, z_f),
