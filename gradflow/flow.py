@@ -20,8 +20,10 @@ NaN stays NaN (non-finite values are data here).
 Cost per variant and step: R rows (R = H wrt ``h``, 2H wrt ``state``) pushed through one step. A
 generic vector-Jacobian product meets the (4H, H) recurrent kernel, 4 R H^2 multiply-adds (8 H^3
 FLOPs wrt ``h``); the LSTM's closed-form pullback (:func:`gradflow.model.lstm_pullback`) folds the
-gates into one (2H, H) matrix per step first and needs 2 R H^2. Memory: the forward states (T, 2H)
-plus one (R, 2H) accumulator per variant; no (H, T, H) Jacobian is ever materialised.
+gates into one (2H, H) matrix per step first and needs 2 R H^2. Memory per variant: the forward
+states (T, 2H) (and, on the LSTM path, each step's Jacobian coefficients, (T, 6H)) plus one (R, 2H)
+accumulator; no (H, T, H) Jacobian is ever materialised. Variants run in vmapped blocks of
+:data:`VARIANT_BLOCK`, so memory grows with the block, not with V.
 """
 
 from __future__ import annotations
