@@ -1,7 +1,8 @@
 """Run a configuration: loop over shape specs (one compile each), vmap over chunks of variants.
 
-Each chunk is padded to ``chunk_size`` variants (repeating its last variant) so the last, short
-chunk reuses the compiled function; the padding is dropped.
+Each chunk is padded to ``chunk_size`` variants (rounded up to a multiple of the local device
+count; the padding repeats the last variant and is dropped) so every chunk reuses one compiled
+function, and is split over the local devices by :mod:`gradflow.sharding`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from gradflow.config import Config
 from gradflow.environment import describe_environment
 from gradflow.progress import progress
 from gradflow.results import Results
-from gradflow.variants import probe_inputs, profile_variants
+from gradflow.sharding import chunk_for, local_mesh, sharded_profiles
+from gradflow.variants import probe_inputs
 
 
 def config_hash(config: Config) -> str:
@@ -47,7 +49,8 @@ def run_sweep(config: Config, *, show_progress: bool = True) -> Results:
     specs = config.specs()
     values = config.grid.values()
     V = config.grid.size
-    chunk = min(config.chunk_size, V)
+    mesh = local_mesh()
+    chunk = chunk_for(min(config.chunk_size, V), mesh.size)
     n_chunks = -(-V // chunk)
     T_max = max(config.shape_axes["seq_len"])
     names = [f"{kind}_{w}" for w in config.wrt for kind in ("log10_norm", "horizon", "decay_rate")]
@@ -62,10 +65,11 @@ def run_sweep(config: Config, *, show_progress: bool = True) -> Results:
         dtype = jnp.dtype(config.dtype)
         for i, (_, spec) in enumerate(specs):
             xs = probe_inputs(spec, seed=config.input_seed, dtype=dtype)
+            profiles = sharded_profiles(mesh, spec, config.wrt, config.decades)
             for c in range(n_chunks):
                 t0 = time.perf_counter()
                 lo, n = c * chunk, min(chunk, V - c * chunk)
-                out = profile_variants(spec, _pad(values, lo, chunk), xs, wrt=config.wrt, decades=config.decades)
+                out = profiles(_pad(values, lo, chunk), xs)
                 for name in names:
                     a = np.asarray(out[name])[:n]
                     if a.ndim == 2:  # (n, T): this spec's T may be shorter than T_max
@@ -90,5 +94,7 @@ def run_sweep(config: Config, *, show_progress: bool = True) -> Results:
         "environment": describe_environment(),
         "timings": timings,
         "n_variants": V * len(specs),
+        "chunk_size": chunk,
+        "local_devices": mesh.size,
     }
     return Results(tuple(config.dims), coords, data, attrs)
