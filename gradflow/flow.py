@@ -94,13 +94,12 @@ def _log10_norm(M: Array, exponent: Array) -> Array:
 
 
 def _forward_states(step, s0, xs):
-    """``(s_0 .. s_{T-1})`` stacked (the state each step consumes)."""
+    """``s_T`` and ``(s_0 .. s_{T-1})`` stacked (the state each step consumes)."""
 
     def body(s, x):
         return step(s, x), s
 
-    _, consumed = jax.lax.scan(body, s0, xs)
-    return consumed
+    return jax.lax.scan(body, s0, xs)
 
 
 def _profile(apply, per_step, rows: Array, in_dims: slice) -> Array:
@@ -164,7 +163,8 @@ def step_lag_norms(
     """
     pullback = pullback or vjp_pullback(step)
     rows = jnp.eye(s0.shape[-1], dtype=s0.dtype)[out_dims]
-    return _profile(lambda sx, M: pullback(*sx, M), (_forward_states(step, s0, xs), xs), rows, in_dims)
+    _, consumed = _forward_states(step, s0, xs)
+    return _profile(lambda sx, M: pullback(*sx, M), (consumed, xs), rows, in_dims)
 
 
 def step_loss_grad_norms(
@@ -193,8 +193,12 @@ def step_loss_grad_norms(
     Returns:
       Array (T + 1,); entry ``t`` is for ``s_t`` (entry 0 is the initial state).
     """
-    consumed = _forward_states(step, s0, xs)
-    pullback = pullback or vjp_pullback(step)
+    _, consumed = _forward_states(step, s0, xs)
+    return _loss_profile(pullback or vjp_pullback(step), consumed, xs, direct, in_dims)
+
+
+def _loss_profile(pullback, consumed: Array, xs: Array, direct: Array, in_dims: slice) -> Array:
+    """The loop of :func:`step_loss_grad_norms`, given the forward pass's consumed states (T, n)."""
 
     def add_direct(g, exponent, d):
         # g 2^exponent + d, rescaled by 2^new with new the larger of the two binary exponents.
@@ -212,7 +216,7 @@ def step_loss_grad_norms(
         g = pullback(s, x, g[None])[0]
         return _renormalise(g, exponent), log_norm
 
-    init = (jnp.zeros(s0.shape, s0.dtype), jnp.full((), _ZERO_EXPONENT, jnp.int32))
+    init = (jnp.zeros(consumed.shape[1:], consumed.dtype), jnp.full((), _ZERO_EXPONENT, jnp.int32))
     (g0, exponent0), later = jax.lax.scan(back, init, (consumed, xs, direct), reverse=True)
     return jnp.concatenate([_log10_norm(g0[in_dims], exponent0)[None], later])
 
@@ -241,7 +245,7 @@ def _lstm_lag_profile(params, s0, xs, dims, activation, recurrent_activation):
     """
     H = params.hidden_size
     step, _ = _flat_lstm(params, activation, recurrent_activation)
-    consumed = _forward_states(step, s0, xs)
+    _, consumed = _forward_states(step, s0, xs)
     lin = lstm_linearisation(
         params, LSTMState(consumed[:, :H], consumed[:, H:]), xs,
         activation=activation, recurrent_activation=recurrent_activation,
@@ -381,15 +385,11 @@ def _loss_grad_norms(params, xs, h0, c0, loss_fn, *, activation, recurrent_activ
         state = initial_state(params, h0, c0)
         H = params.hidden_size
         step, pullback = _flat_lstm(params, activation, recurrent_activation)
-        s0 = jnp.concatenate([state.h, state.c])
-
-        def hidden_step(s, x):
-            s = step(s, x)
-            return s, s[:H]
-
-        direct_h = jax.grad(loss_fn)(jax.lax.scan(hidden_step, s0, xs)[1])
+        s_T, consumed = _forward_states(step, jnp.concatenate([state.h, state.c]), xs)
+        hs = jnp.concatenate([consumed[1:, :H], s_T[None, :H]])  # h_1 .. h_T, from the one forward pass
+        direct_h = jax.grad(loss_fn)(hs)
         direct = jnp.concatenate([direct_h, jnp.zeros_like(direct_h)], axis=-1)
-        return step_loss_grad_norms(step, s0, xs, direct, in_dims=slice(0, H), pullback=pullback)
+        return _loss_profile(pullback, consumed, xs, direct, slice(0, H))
 
     return _over_variants(one, params.U.shape[0] if batched else None, params, xs, h0, c0)
 
