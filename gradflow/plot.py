@@ -58,9 +58,16 @@ def _label(dim: str) -> str:
     return LABELS.get(dim, dim.replace("_", " "))
 
 
+def _is_numeric(values: np.ndarray) -> bool:
+    return np.asarray(values).dtype.kind in "fiu"
+
+
 def _is_log_axis(values: np.ndarray) -> bool:
-    v = np.asarray(values, dtype=float) if np.asarray(values).dtype.kind in "fiu" else None
-    return v is not None and v.size > 2 and np.all(v > 0) and v.max() / v.min() >= 10
+    """More than two positive numbers spanning at least a decade."""
+    if not _is_numeric(values) or np.size(values) <= 2:
+        return False
+    v = np.asarray(values, dtype=float)
+    return bool(np.all(v > 0) and v.max() / v.min() >= 10)
 
 
 def _reduce(results: Results, name: str, keep: tuple[str, ...]) -> tuple[np.ndarray, str]:
@@ -111,7 +118,7 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
             len(wrts), len(panel_index), figsize=(2.4 * len(panel_index) + 1.0, 2.2 * len(wrts)),
             squeeze=False, sharex=True, constrained_layout=True,
         )
-        numeric = colours.dtype.kind in "fiu"
+        numeric = _is_numeric(colours)
         norm = Normalize(float(colours.min()), float(colours.max())) if numeric else Normalize(0, len(colours) - 1)
         cmap = plt.get_cmap(CMAP)
         for row, wrt in enumerate(wrts):
@@ -123,7 +130,7 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
                     ax.plot(lags, curve, color=cmap(norm(colours[k] if numeric else k)), lw=1.0)
                 if row == 0 and panel_dim:
                     value = results.coords[panel_dim][p]
-                    text = f"{value:.3g}" if results.coords[panel_dim].dtype.kind in "fiu" else str(value)
+                    text = f"{value:.3g}" if _is_numeric(results.coords[panel_dim]) else str(value)
                     ax.set_title(f"{_label(panel_dim)} = {text}")
                 if row == len(wrts) - 1:
                     ax.set_xlabel("lag $T - t$ (steps)")
@@ -194,7 +201,7 @@ def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h")
 
 def _positions(ax, values: np.ndarray, axis: str) -> np.ndarray:
     """Numeric coordinates as they are; categories as 0..n-1 with their names as tick labels."""
-    if values.dtype.kind in "fiu":
+    if _is_numeric(values):
         return values
     positions = np.arange(values.size, dtype=float)
     (ax.set_xticks if axis == "x" else ax.set_yticks)(positions, labels=[str(v) for v in values])
