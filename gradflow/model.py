@@ -217,6 +217,38 @@ def lstm_pullback(
     return lstm_pullback_apply(recurrent_blocks_transposed(params), lin, M)
 
 
+class Gates(NamedTuple):
+    """Gate values of an unrolled cell, each (T, H): ``i``, ``f``, ``o`` from the gate activation, ``g`` from the cell activation."""
+
+    i: Array
+    f: Array
+    g: Array
+    o: Array
+
+
+def lstm_gates(
+    params: LSTMParams,
+    xs: Array,
+    *,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
+    h0: Array | None = None,
+    c0: Array | None = None,
+) -> Gates:
+    """Every step's gates (input, forget, candidate, output) along the sequence ``xs`` (T, D).
+
+    The states come from :func:`unroll`; the gates of all steps are then recomputed in one
+    vectorised pass from the previous states.
+    """
+    states = unroll(params, xs, activation=activation, recurrent_activation=recurrent_activation, h0=h0, c0=c0)
+    s0 = initial_state(params, h0, c0)
+    previous = LSTMState(
+        jnp.concatenate([s0.h[None], states.h[:-1]]), jnp.concatenate([s0.c[None], states.c[:-1]])
+    )
+    act, gate = resolve_activation(activation), resolve_recurrent_activation(recurrent_activation)
+    return Gates(*_gates(params, previous, xs, act, gate)[1])
+
+
 def initial_state(params: LSTMParams, h0: Array | None = None, c0: Array | None = None) -> LSTMState:
     """``LSTMState(h0, c0)`` with zeros (in the kernel's dtype) for whichever is None."""
     zeros = jnp.zeros(params.U.shape[-2:-1], params.U.dtype)

@@ -1,0 +1,52 @@
+r"""Gate saturation: how often the LSTM's gates sit where their derivative is nearly zero.
+
+A sigmoid gate ``sigma(z)`` outside ``[low, high] = [0.05, 0.95]`` has ``sigma' < 0.0475`` (a fifth of
+its peak 0.25): gradients through it nearly stop. The candidate ``g = tanh(z)`` with ``|g| > 0.95``
+has ``tanh' < 0.0975``. The fractions are taken over steps and units of one sequence; for an
+unbounded cell activation (relu, linear) the candidate fraction counts ``|g| > 0.95`` all the same.
+A sequence whose gates are not all finite has fraction NaN.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from gradflow.model import Gates, LSTMParams, lstm_gates
+
+#: The gates, in the order of the kernel's column blocks.
+GATE_NAMES: tuple[str, ...] = ("input", "forget", "cell", "output")
+#: Default bounds: gates outside [low, high] and candidates with |g| > cell count as saturated.
+SATURATION_BOUNDS = {"low": 0.05, "high": 0.95, "cell": 0.95}
+
+
+def saturated(gates: Gates, *, low: float = 0.05, high: float = 0.95, cell: float = 0.95) -> dict[str, jax.Array]:
+    """Boolean masks, one per name of :data:`GATE_NAMES`, of the saturated entries of ``gates``."""
+    outside = lambda v: (v < low) | (v > high)  # noqa: E731
+    return {"input": outside(gates.i), "forget": outside(gates.f), "cell": jnp.abs(gates.g) > cell, "output": outside(gates.o)}
+
+
+def saturation_fractions(
+    params: LSTMParams,
+    xs: jax.Array,
+    *,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
+    **bounds: float,
+) -> dict[str, jax.Array]:
+    """Fraction of saturated entries per gate over the steps and units of one sequence ``xs`` (T, D).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gradflow.model import LSTMParams
+      >>> p = LSTMParams(jnp.zeros((2, 12)), jnp.zeros((3, 12)), jnp.full(12, 5.0))  # every gate sigma(5) = 0.993
+      >>> {k: float(v) for k, v in saturation_fractions(p, jnp.ones((4, 2))).items()}
+      {'input': 1.0, 'forget': 1.0, 'cell': 1.0, 'output': 1.0}
+    """
+    gates = lstm_gates(params, xs, activation=activation, recurrent_activation=recurrent_activation)
+    masks = saturated(gates, **bounds)
+    out = {}
+    for name, values, mask in zip(GATE_NAMES, gates, (masks[k] for k in GATE_NAMES)):
+        # A non-finite gate has no saturation: NaN, not a fraction that silently leaves it out.
+        out[name] = jnp.where(jnp.all(jnp.isfinite(values)), jnp.mean(mask.astype(xs.dtype)), jnp.nan)
+    return out
