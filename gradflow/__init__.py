@@ -7,6 +7,9 @@ from gradflow.flow import WRT, by_lag, decay_rate, horizon, lag_norms, loss_grad
 from gradflow.init import SCHEMES, init_lstm
 from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
 from gradflow.module import LSTM
+from gradflow.config import load_config, parse_config
+from gradflow.results import open_results
+from gradflow.sweep import run_sweep, sweep_results
 
 __version__ = "0.1.0"
 
@@ -23,9 +26,14 @@ __all__ = [
     "horizon",
     "init_lstm",
     "lag_norms",
+    "load_config",
     "loss_grad_norms",
     "lstm_step",
+    "open_results",
+    "parse_config",
+    "run_sweep",
     "step_lag_norms",
     "step_loss_grad_norms",
+    "sweep_results",
     "unroll",
 ]

@@ -1,4 +1,4 @@
-"""The ``gradflow`` command line: ``run`` a config, ``plot`` stored results.
+"""The ``gradflow`` command line: ``sweep`` a config (``run``: the default), ``plot`` and ``info`` a store.
 
 Kept thin: it parses arguments, calls the library and reports where the files went.
 """
@@ -37,39 +37,93 @@ def _summary(results) -> str:
                 f"  {name}: median {median} steps over {finite.size} variants; "
                 f"{never} never fall below 1e-{results.attrs['config']['analysis']['decades']:g} within T; {bad} non-finite"
             )
+    if "nonfinite" in results.data:
+        flagged = int(results.data["nonfinite"].sum())
+        lines.append(f"  nonfinite: {flagged} variants with NaN or +inf lag profiles (stored as such, flagged)")
     return "\n".join(lines)
 
 
-def cmd_run(args) -> int:
+def cmd_sweep(args) -> int:
     from gradflow.config import load_config
     from gradflow.plot import plot_all
+    from gradflow.processes import initialize_distributed, process_share
+    from gradflow.results import Results
     from gradflow.sweep import run_sweep
 
     config = load_config(args.config)
+    config.work_chunk_size()  # a budget too small for one variant fails here, before any work
+    if args.distributed:
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    share = process_share(args.shard)
     out = Path(args.out)
     _enable_compilation_cache()
     source = "the embedded default config" if args.config is None else args.config
-    print(f"gradflow run: {config.grid.size * len(config.specs())} variants from {source} -> {out}", file=sys.stderr)
+    part = f" (share {share[0]}/{share[1]})" if share[1] > 1 else ""
+    print(f"gradflow {args.command}: {config.grid.size * len(config.specs())} variants from {source} -> "
+          f"{out / 'results.zarr'}{part}", file=sys.stderr)
     start = time.perf_counter()
-    results = run_sweep(config, show_progress=not args.quiet)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(config.source)
-    results.save(out)
-    figures = plot_all(results, out / "figures")
+    report = run_sweep(config, out, share=share, overwrite=args.overwrite, show_progress=not args.quiet)
+    if not (out / "config.toml").exists() or args.overwrite:
+        (out / "config.toml").write_text(config.source)
+    resumed = f", {report.skipped} already done" if report.skipped else ""
+    print(f"computed {report.computed} work chunks{resumed} in {report.seconds:.1f} s; "
+          f"store {report.done}/{report.total} chunks done", file=sys.stderr)
+    if not report.complete:
+        print(f"wrote {report.path} (incomplete: other shards are still to run; "
+              f"'gradflow plot {out}' once they are done)")
+        return 0
+    results = Results.load(out)
+    figures = [] if args.no_plot else plot_all(results, out / "figures")
     print(_summary(results))
-    print(f"wrote {out / 'results.npz'}, {out / 'results.json'}, {out / 'config.toml'} and {len(figures)} figure files "
-          f"in {out / 'figures'} ({time.perf_counter() - start:.1f} s)")
+    print(f"wrote {report.path}, {out / 'config.toml'} and {len(figures)} figure files in {out / 'figures'} "
+          f"({time.perf_counter() - start:.1f} s)")
     return 0
 
 
 def cmd_plot(args) -> int:
     from gradflow.plot import plot_all
     from gradflow.results import Results
+    from gradflow.store import progress_of
 
     results = Results.load(args.dir)
+    done, total = progress_of(args.dir)
+    if done < total:
+        print(f"gradflow plot: warning: the store is incomplete ({done}/{total} chunks); missing values are blank",
+              file=sys.stderr)
     figures = plot_all(results, Path(args.out) if args.out else Path(args.dir) / "figures")
     print("\n".join(str(p) for p in figures))
     return 0
+
+
+def cmd_info(args) -> int:
+    from gradflow.info import describe_store
+
+    print(describe_store(args.dir))
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from gradflow.processes import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")
+    parser.add_argument("--overwrite", action="store_true", help="replace results of a different config in --out")
+    parser.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                        help="take share I of N independent processes (default: SLURM_ARRAY_TASK_ID/COUNT if set)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="join a jax.distributed job (arguments from the cluster unless given below)")
+    parser.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="jax.distributed coordinator")
+    parser.add_argument("--num-processes", type=int, default=None, help="jax.distributed process count")
+    parser.add_argument("--process-id", type=int, default=None, help="jax.distributed process id")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw figures when the store is complete")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(func=cmd_sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,15 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure exact gradient flow (lag profiles ||dh_T/dh_t||) in LSTMs over grids of model variants.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="compute lag profiles for a config (the embedded default if none is given)")
+    sweep = sub.add_parser("sweep", help="compute a config's sweep into DIR/results.zarr (resumes; shards over processes)")
+    sweep.add_argument("config", help="TOML config file")
+    _add_sweep_arguments(sweep)
+    run = sub.add_parser("run", help="'sweep' of a config, the embedded default if none is given")
     run.add_argument("config", nargs="?", default=None, help="TOML config file (default: the embedded default)")
-    run.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
-    run.set_defaults(func=cmd_run)
+    _add_sweep_arguments(run)
     plot = sub.add_parser("plot", help="redraw every figure from stored results")
-    plot.add_argument("dir", help="a directory written by 'gradflow run'")
+    plot.add_argument("dir", help="a directory written by 'gradflow sweep' or 'gradflow run'")
     plot.add_argument("--out", default=None, help="figure directory (default: DIR/figures)")
     plot.set_defaults(func=cmd_plot)
+    info = sub.add_parser("info", help="summarise a results store: config, progress, environment, variables")
+    info.add_argument("dir", help="a directory written by 'gradflow sweep' or 'gradflow run'")
+    info.set_defaults(func=cmd_info)
     return parser
 
 

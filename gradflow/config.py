@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gradflow.chunking import auto_chunk_size
 from gradflow.flow import WRT
 from gradflow.init import SCHEMES
 from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS
@@ -44,7 +45,8 @@ input_seed = 0
 wrt = ["h", "state"]
 decades = 10.0
 dtype = "float32"
-chunk_size = 128
+chunk_size = "auto"
+memory_budget_mb = 1024
 """
 
 #: Keys allowed in each table, with their defaults (None: required).
@@ -52,7 +54,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "model": {"input_size": None, "hidden_size": None, "activation": "tanh", "recurrent_activation": "sigmoid"},
     "grid": dict(GRID_DEFAULTS),
     "data": {"seq_len": None, "input_seed": 0},
-    "analysis": {"wrt": list(WRT), "decades": 10.0, "dtype": "float32", "chunk_size": 128},
+    "analysis": {"wrt": list(WRT), "decades": 10.0, "dtype": "float32", "chunk_size": "auto", "memory_budget_mb": 1024},
 }
 
 #: Settings that fix shapes or control flow: each distinct combination is one compile.
@@ -75,7 +77,9 @@ class Config:
       wrt: which lag profiles to compute.
       decades: horizon threshold exponent k (first lag below ``10^-k``).
       dtype: ``"float32"`` or ``"float64"``.
-      chunk_size: variants per compiled call.
+      chunk_size: most variants per work chunk (one compiled call per device), or ``"auto"``: as
+        many as fit ``memory_budget_mb`` (see :mod:`gradflow.chunking`).
+      memory_budget_mb: device memory one chunk may use, in MiB.
       source: the TOML text it came from.
     """
 
@@ -86,7 +90,8 @@ class Config:
     wrt: tuple[str, ...]
     decades: float
     dtype: str
-    chunk_size: int
+    chunk_size: int | str
+    memory_budget_mb: float = 1024.0
     source: str = dataclasses.field(repr=False, default="")
 
     def specs(self) -> list[tuple[dict[str, Any], ModelSpec]]:
@@ -104,13 +109,30 @@ class Config:
         swept.update({k: v for k, v in self.grid.axes.items()})
         return swept
 
+    def work_chunk_size(self) -> int:
+        """Most variants per work chunk: ``chunk_size``, or what fits ``memory_budget_mb`` if ``"auto"``.
+
+        Raises:
+          ConfigError: if not even one variant of some spec fits the budget.
+        """
+        if self.chunk_size != "auto":
+            return int(self.chunk_size)
+        specs = [spec for _, spec in self.specs()]
+        try:
+            return auto_chunk_size(
+                specs, int(self.memory_budget_mb * 2**20), n_profiles=len(self.wrt), itemsize=np.dtype(self.dtype).itemsize
+            )
+        except ValueError as err:
+            raise ConfigError(f"[analysis].memory_budget_mb: {err}") from None
+
     def resolved(self) -> dict[str, Any]:
-        """A plain, JSON-ready dict with every value explicit."""
+        """A plain, JSON-ready dict with every value explicit (``chunk_size`` resolved: it fixes the store layout)."""
         return {
             "model": {"input_size": self.input_size, **{k: list(v) for k, v in self.shape_axes.items() if k != "seq_len"}},
             "grid": {k: list(v) for k, v in self.grid.axes.items()},
             "data": {"seq_len": list(self.shape_axes["seq_len"]), "input_seed": self.input_seed},
-            "analysis": {"wrt": list(self.wrt), "decades": self.decades, "dtype": self.dtype, "chunk_size": self.chunk_size},
+            "analysis": {"wrt": list(self.wrt), "decades": self.decades, "dtype": self.dtype,
+                         "chunk_size": self.work_chunk_size()},
         }
 
 
@@ -211,6 +233,8 @@ def parse_config(text: str, *, source_name: str = "config") -> Config:
             if key == "scheme":
                 _names("[grid].scheme", values, SCHEMES)
             elif key == "seed":
+                if isinstance(tables["grid"][key], dict):  # a range of seeds: linspace gives floats
+                    values = [int(v) if float(v).is_integer() else v for v in values]
                 _ints("[grid].seed", values, minimum=0, maximum=MAX_SEED)
             elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
                 raise ConfigError(f"[grid].{key} must hold finite numbers; got {values}")
@@ -224,9 +248,14 @@ def parse_config(text: str, *, source_name: str = "config") -> Config:
     if isinstance(decades, bool) or not isinstance(decades, (int, float)) or not decades > 0:
         raise ConfigError(f"[analysis].decades must be a positive number; got {decades!r}")
     _names("[analysis].dtype", [analysis["dtype"]], ("float32", "float64"))
-    (chunk_size,) = _ints("[analysis].chunk_size", [analysis["chunk_size"]])
+    chunk_size = analysis["chunk_size"]
+    if chunk_size != "auto" and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ConfigError(f'[analysis].chunk_size must be a positive integer or "auto"; got {chunk_size!r}')
+    budget = analysis["memory_budget_mb"]
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+        raise ConfigError(f"[analysis].memory_budget_mb must be a positive number of MiB; got {budget!r}")
     (input_seed,) = _ints("[data].input_seed", [data["input_seed"]], minimum=0, maximum=MAX_SEED)
-    return Config(
+    config = Config(
         input_size=input_size,
         shape_axes=shape_axes,
         grid=Grid(**axes),
@@ -235,8 +264,11 @@ def parse_config(text: str, *, source_name: str = "config") -> Config:
         decades=float(decades),
         dtype=analysis["dtype"],
         chunk_size=chunk_size,
+        memory_budget_mb=float(budget),
         source=text,
     )
+    config.work_chunk_size()  # a budget too small for one variant is an error now, before any work
+    return config
 
 
 def load_config(path: str | Path | None = None) -> Config:

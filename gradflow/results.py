@@ -1,20 +1,33 @@
-"""Labelled results of a run: named dimensions, coordinates, arrays and attributes, saved as npz + JSON.
+"""Labelled results on disk: an xarray-readable Zarr group of named arrays, coordinates and attributes.
 
 Arrays are laid out like an ``xarray.Dataset``: every data variable has dimensions that are a
-prefix of ``dims`` (the swept settings in order) optionally followed by ``lag`` (1..T).
+prefix of ``dims`` (the swept settings in order) optionally followed by ``lag`` (1..T). The Zarr
+group (format 2, consolidated metadata, ``_ARRAY_DIMENSIONS`` attributes) opens with
+``xarray.open_zarr`` and needs nothing from gradflow to read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ARRAYS_FILE = "results.npz"
-META_FILE = "results.json"
+STORE_NAME = "results.zarr"
+
+#: Descriptions stored with each variable (``long_name``); per-``wrt`` names share a prefix.
+DESCRIPTIONS = {
+    "log10_norm": "log10 of the Frobenius norm of the Jacobian of the last state wrt the state `lag` steps earlier",
+    "horizon": "first lag at which the profile falls below 10^-decades (inf: never within T; NaN: non-finite)",
+    "decay_rate": "least-squares slope of the profile, decades per step (negative: vanishing)",
+    "saturation": "fraction of steps x units with the gate saturated on the probe inputs",
+    "nonfinite": "a lag profile of this variant holds NaN or +inf",
+}
 
 
 @dataclasses.dataclass
@@ -25,7 +38,7 @@ class Results:
       dims: names of the swept dimensions, in array order (``lag`` is implicit and last).
       coords: each dimension's values, plus ``lag`` (1..T).
       data: variable name -> array of shape ``(*dim sizes)`` or ``(*dim sizes, T)``.
-      attrs: JSON-ready metadata (resolved config, its hash, versions, device, precision, timings).
+      attrs: JSON-ready metadata (resolved config, its hash, versions, device, precision).
     """
 
     dims: tuple[str, ...]
@@ -38,35 +51,106 @@ class Results:
         return self.dims + (("lag",) if self.data[name].ndim == len(self.dims) + 1 else ())
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``results.npz`` and ``results.json`` into ``directory``; returns the npz path.
+        """Write ``DIR/results.zarr`` (replacing one that is there); returns its path.
 
-        Both go to temporary files first and are renamed into place only when both are written.
+        The group is written next to it under a temporary name and renamed into place when complete.
         """
-        directory = Path(directory)
-        meta = {"dims": list(self.dims), "variables": {k: list(self.dims_of(k)) for k in self.data}, "attrs": self.attrs}
-        text = json.dumps(meta, indent=2, default=_jsonable) + "\n"  # fails before anything is written
-        directory.mkdir(parents=True, exist_ok=True)
-        arrays = {f"data/{k}": v for k, v in self.data.items()}
-        arrays.update({f"coord/{k}": np.asarray(v) for k, v in self.coords.items()})
-        path, meta_path = directory / ARRAYS_FILE, directory / META_FILE
-        tmp, tmp_meta = path.with_suffix(".tmp.npz"), meta_path.with_suffix(".tmp.json")
-        np.savez_compressed(tmp, **arrays)
-        tmp_meta.write_text(text)
-        tmp.replace(path)
-        tmp_meta.replace(meta_path)
+        variables = {name: VariableSpec(self.dims_of(name), a.dtype, a.shape, a.shape) for name, a in self.data.items()}
+        path = Path(directory) / STORE_NAME
+        tmp = create_group(path, coords=self.coords, variables=variables, attrs=self.attrs, publish=False)
+        import zarr
+
+        group = zarr.open_group(tmp, mode="r+", zarr_format=2)
+        for name, array in self.data.items():
+            group[name][...] = array
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
         return path
 
     @classmethod
     def load(cls, directory: str | Path) -> "Results":
-        """Read what :meth:`save` wrote; a clear error if ``directory`` holds no results."""
-        directory = Path(directory)
-        if not (directory / ARRAYS_FILE).is_file() or not (directory / META_FILE).is_file():
-            raise FileNotFoundError(f"{str(directory)!r} holds no gradflow results ({ARRAYS_FILE} and {META_FILE})")
-        meta = json.loads((directory / META_FILE).read_text())
-        with np.load(directory / ARRAYS_FILE) as z:
-            data = {k[5:]: z[k] for k in z.files if k.startswith("data/")}
-            coords = {k[6:]: z[k] for k in z.files if k.startswith("coord/")}
-        return cls(tuple(meta["dims"]), coords, data, meta["attrs"])
+        """Read ``DIR/results.zarr`` (written by :meth:`save` or a sweep); a clear error if there is none."""
+        dataset = open_results(directory)
+        data = {name: var.values for name, var in dataset.data_vars.items()}
+        names = [d for d in dataset.dims if d != "lag"]
+        first = next((v for v in dataset.data_vars.values() if "lag" not in v.dims), None)
+        dims = tuple(first.dims) if first is not None else tuple(names)
+        coords = {name: dataset[name].values for name in dataset.coords}
+        return cls(dims, coords, data, dict(dataset.attrs))
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableSpec:
+    """Dimensions, dtype, shape and storage chunk shape of one stored variable."""
+
+    dims: tuple[str, ...]
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+
+def create_group(
+    path: str | Path,
+    *,
+    coords: dict[str, np.ndarray],
+    variables: dict[str, VariableSpec],
+    attrs: dict[str, Any],
+    publish: bool = True,
+) -> Path:
+    """Create an empty results group: coordinates written, variables allocated (floats NaN-filled).
+
+    It is built under a temporary name beside ``path``; with ``publish`` it is renamed to ``path``,
+    atomically: if another process published first, ours is discarded and theirs kept. Returns the
+    path of the group (the temporary one when not ``publish``).
+
+    Raises:
+      TypeError: if ``attrs`` holds something JSON cannot store (before anything is written).
+    """
+    import zarr
+
+    attrs = json.loads(json.dumps(attrs, default=_jsonable))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    group = zarr.open_group(tmp, mode="w-", zarr_format=2)
+    group.attrs.update(attrs)
+    for name, values in coords.items():
+        values = np.asarray(values)
+        array = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape or None, fill_value=None)
+        array.attrs["_ARRAY_DIMENSIONS"] = [name]
+        array[...] = values
+    for name, spec in variables.items():
+        fill = np.nan if np.issubdtype(spec.dtype, np.floating) else None
+        array = group.create_array(name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, fill_value=fill)
+        array.attrs["_ARRAY_DIMENSIONS"] = list(spec.dims)
+        description = DESCRIPTIONS.get(name.split("_")[0], DESCRIPTIONS.get(name.rsplit("_", 1)[0]))
+        if description:
+            array.attrs["long_name"] = description
+    zarr.consolidate_metadata(tmp, zarr_format=2)
+    if not publish:
+        return tmp
+    try:
+        os.rename(tmp, path)
+    except OSError:  # published by another process meanwhile: keep theirs
+        shutil.rmtree(tmp)
+        if not path.is_dir():
+            raise
+    return path
+
+
+def open_results(directory: str | Path):
+    """``DIR/results.zarr`` as an ``xarray.Dataset`` (lazily loaded).
+
+    Raises:
+      FileNotFoundError: if ``directory`` holds no results store.
+    """
+    import xarray
+
+    path = Path(directory) / STORE_NAME
+    if not (path / ".zmetadata").is_file():
+        raise FileNotFoundError(f"{str(directory)!r} holds no gradflow results ({STORE_NAME})")
+    return xarray.open_zarr(path, consolidated=True)
 
 
 def _jsonable(value):
@@ -74,4 +158,4 @@ def _jsonable(value):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in results.json")
+    raise TypeError(f"cannot store {type(value).__name__} in the results' attributes")

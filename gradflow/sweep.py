@@ -1,16 +1,22 @@
-"""Run a configuration: loop over shape specs (one compile each), vmap over chunks of variants.
+"""Run a configuration: one compile per shape spec, work chunks spread over devices and processes.
 
-Each chunk is padded to ``chunk_size`` variants (rounded up to a multiple of the local device
-count; the padding repeats the last variant and is dropped) so every chunk reuses one compiled
-function, and is split over the local devices by :mod:`gradflow.sharding`.
+Each process takes the work items (spec, chunk) ``k`` with ``k % n == i`` for its share ``(i, n)``
+(see :mod:`gradflow.processes`) and runs them ``n_devices`` at a time: one chunk per local device,
+each padded to the same number of variants (the padding repeats the chunk's last variant and is
+dropped). Every device therefore runs the same program on the same batch size whatever the device
+or process count, so the results do not depend on either. While a batch runs, the previous one is
+written to the store.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import json
+import tempfile
 import time
+from pathlib import Path
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -20,81 +26,131 @@ from gradflow.config import Config
 from gradflow.environment import describe_environment
 from gradflow.progress import progress
 from gradflow.results import Results
-from gradflow.sharding import chunk_for, local_mesh, sharded_profiles
+from gradflow.sharding import local_mesh, sharded_profiles
+from gradflow.store import SweepLayout, config_hash, open_store, progress_of  # noqa: F401 (config_hash re-exported)
 from gradflow.variants import probe_inputs
 
-
-def config_hash(config: Config) -> str:
-    """SHA-256 of the resolved config: equal for configs that compute the same thing."""
-    return hashlib.sha256(json.dumps(config.resolved(), sort_keys=True).encode()).hexdigest()
+RUN_LOG = "runs.jsonl"
 
 
-def _pad(values: dict[str, np.ndarray], start: int, size: int) -> dict[str, np.ndarray]:
-    """Variants ``start .. start+size`` of every array, padded by repeating the last one."""
-    out = {}
-    for name, column in values.items():
-        part = column[start : start + size]
-        out[name] = np.concatenate([part, np.repeat(part[-1:], size - len(part))])
-    return out
+@dataclasses.dataclass(frozen=True)
+class SweepReport:
+    """What one call of :func:`run_sweep` did."""
+
+    path: Path
+    computed: int  # work chunks this process computed
+    skipped: int  # work chunks of its share already done (resumed)
+    done: int  # work chunks done in the store, by any process
+    total: int  # work chunks in the store
+    seconds: float
+    variants_per_s: float
+
+    @property
+    def complete(self) -> bool:
+        return self.done == self.total
 
 
-def run_sweep(config: Config, *, show_progress: bool = True) -> Results:
-    """Compute lag profiles, horizons and decay rates for every variant of ``config``.
+def _pad(values: dict[str, np.ndarray], lo: int, hi: int, size: int) -> dict[str, np.ndarray]:
+    """Variants ``lo .. hi-1`` of every array, padded to ``size`` by repeating the last one."""
+    return {k: np.concatenate([v[lo:hi], np.repeat(v[hi - 1 : hi], size - (hi - lo))]) for k, v in values.items()}
 
-    Returns:
-      :class:`gradflow.results.Results` with dims ``config.dims`` (swept shape settings, then the
-      grid axes) and, for each ``w`` in ``config.wrt``: ``log10_norm_{w}`` (..., lag) with NaN past a
-      variant's own T, ``horizon_{w}`` and ``decay_rate_{w}``.
+
+def _batches(items: list[tuple[int, int]], n: int) -> Iterator[list[tuple[int, int]]]:
+    """``items`` grouped by spec, ``n`` at a time (one compile per spec)."""
+    by_spec: dict[int, list] = {}
+    for spec, chunk in items:
+        by_spec.setdefault(spec, []).append((spec, chunk))
+    for group in by_spec.values():
+        for start in range(0, len(group), n):
+            yield group[start : start + n]
+
+
+def compute_chunks(
+    config: Config, items: list[tuple[int, int]], *, show_progress: bool = True
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """Compute work items ``(spec, chunk)`` of ``config``; yields ``(spec, chunk, outputs)`` as they finish.
+
+    ``outputs`` maps each variable of :func:`gradflow.store.variable_names` to an array (n, ...)
+    over the chunk's n variants in C order.
     """
-    specs = config.specs()
+    layout = SweepLayout(config)
+    specs = [spec for _, spec in config.specs()]
     values = config.grid.values()
-    V = config.grid.size
     mesh = local_mesh()
-    chunk = chunk_for(min(config.chunk_size, V), mesh.size)
-    n_chunks = -(-V // chunk)
-    T_max = max(config.shape_axes["seq_len"])
-    names = [f"{kind}_{w}" for w in config.wrt for kind in ("log10_norm", "horizon", "decay_rate")]
-    flat = {
-        n: np.full((len(specs), V) + ((T_max,) if n.startswith("log10") else ()), np.nan, np.dtype(config.dtype))
-        for n in names
-    }
+    per_device = layout.chunks.variants_per_chunk
     x64 = jax.enable_x64(True) if config.dtype == "float64" else contextlib.nullcontext()
-    timings = {"compile_and_first_chunk_s": [], "total_s": 0.0}
-    start_all = time.perf_counter()
-    with x64, progress(len(specs) * n_chunks, desc="lag profiles", enabled=show_progress) as bar:
-        dtype = jnp.dtype(config.dtype)
-        for i, (_, spec) in enumerate(specs):
-            xs = probe_inputs(spec, seed=config.input_seed, dtype=dtype)
+    with x64, progress(len(items), desc="lag profiles", enabled=show_progress) as bar:
+        pending = None
+        for batch in _batches(items, mesh.size):
+            spec = specs[batch[0][0]]
+            xs = probe_inputs(spec, seed=config.input_seed, dtype=jnp.dtype(config.dtype))
             profiles = sharded_profiles(mesh, spec, config.wrt, config.decades)
-            for c in range(n_chunks):
-                t0 = time.perf_counter()
-                lo, n = c * chunk, min(chunk, V - c * chunk)
-                out = profiles(_pad(values, lo, chunk), xs)
-                for name in names:
-                    a = np.asarray(out[name])[:n]
-                    if a.ndim == 2:  # (n, T): this spec's T may be shorter than T_max
-                        flat[name][i, lo : lo + n, : a.shape[1]] = a
-                    else:
-                        flat[name][i, lo : lo + n] = a
-                if c == 0:
-                    timings["compile_and_first_chunk_s"].append(time.perf_counter() - t0)
-                bar.set_postfix_str(f"{n / (time.perf_counter() - t0):.0f} variants/s")
-                bar.update(1)
-    timings["total_s"] = time.perf_counter() - start_all
+            ranges = [layout.chunks.flat_range(chunk) for _, chunk in batch]
+            padded = ranges + [ranges[-1]] * (mesh.size - len(ranges))  # idle devices repeat the last chunk
+            parts = [_pad(values, lo, hi, per_device) for lo, hi in padded]
+            stacked = {k: np.concatenate([p[k] for p in parts]) for k in values}
+            started = time.perf_counter()
+            out = profiles(stacked, xs)  # dispatched asynchronously: the previous batch is stored meanwhile
+            if pending is not None:
+                yield from _split(*pending, bar)
+            pending = (batch, ranges, per_device, out, started)
+        if pending is not None:
+            yield from _split(*pending, bar)
 
-    swept_shape = [len(v) for v in config.shape_axes.values() if len(v) > 1]
-    grid_shape = list(config.grid.shape)
-    data = {n: a.reshape(swept_shape + grid_shape + list(a.shape[2:])) for n, a in flat.items()}
-    coords = {k: np.asarray(v) for k, v in config.dims.items()}
-    coords["lag"] = np.arange(1, T_max + 1)
-    attrs = {
-        "config": config.resolved(),
-        "config_hash": config_hash(config),
-        "config_source": config.source,
-        "environment": describe_environment(),
-        "timings": timings,
-        "n_variants": V * len(specs),
-        "chunk_size": chunk,
-        "local_devices": mesh.size,
-    }
-    return Results(tuple(config.dims), coords, data, attrs)
+
+def _split(batch, ranges, per_device, out, started, bar):
+    out = {k: np.asarray(v) for k, v in out.items()}
+    n_variants = sum(hi - lo for lo, hi in ranges)
+    bar.set_postfix_str(f"{n_variants / (time.perf_counter() - started):.0f} variants/s")
+    for d, ((spec, chunk), (lo, hi)) in enumerate(zip(batch, ranges)):
+        yield spec, chunk, {k: v[d * per_device : d * per_device + hi - lo] for k, v in out.items()}
+        bar.update(1)
+
+
+def run_sweep(
+    config: Config,
+    out: str | Path,
+    *,
+    share: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> SweepReport:
+    """Fill ``out/results.zarr`` with this process's share of the sweep of ``config``; resumes.
+
+    Args:
+      config: what to compute.
+      out: output directory.
+      share: ``(i, n)``: this process takes work items ``k`` with ``k % n == i``.
+      overwrite: replace a store of a different config instead of refusing it.
+      show_progress: progress bar on a terminal, log lines otherwise.
+
+    Raises:
+      gradflow.store.StoreMismatchError: ``out`` holds a different config's sweep (and not ``overwrite``).
+    """
+    index, count = share
+    if not 0 <= index < count:
+        raise ValueError(f"share must be (i, n) with 0 <= i < n; got {share}")
+    store = open_store(out, config, environment=describe_environment(), overwrite=overwrite)
+    layout = store.layout
+    mine = [layout.item(k) for k in range(index, layout.n_work, count)]
+    todo = [item for item in mine if not store.is_done(*item)]
+    start = time.perf_counter()
+    n_variants = 0
+    for spec, chunk, outputs in compute_chunks(config, todo, show_progress=show_progress):
+        store.write_chunk(spec, chunk, outputs)
+        n_variants += len(outputs["nonfinite"])
+    seconds = time.perf_counter() - start
+    done, total = progress_of(out)
+    report = SweepReport(store.path, len(todo), len(mine) - len(todo), done, total, seconds, n_variants / max(seconds, 1e-9))
+    record = {**dataclasses.asdict(report), "path": str(report.path), "share": [index, count], "local_devices": jax.local_device_count(), "config_hash": config_hash(config)}
+    with open(Path(out) / RUN_LOG, "a") as log:
+        log.write(json.dumps(record) + "\n")
+    return report
+
+
+def sweep_results(config: Config, *, show_progress: bool = False) -> Results:
+    """The whole sweep of ``config`` computed in this process and returned in memory (no store kept)."""
+    with tempfile.TemporaryDirectory(prefix="gradflow-") as tmp:
+        run_sweep(config, tmp, show_progress=show_progress)
+        results = Results.load(tmp)
+    return results

@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.flow import WRT, by_lag, decay_rate, horizon, lag_norms
+from gradflow.flow import VARIANT_BLOCK, WRT, by_lag, decay_rate, horizon, lag_norms
 from gradflow.init import SCHEMES, init_lstm, scheme_index
 from gradflow.model import LSTMParams, resolve_activation, resolve_recurrent_activation
+from gradflow.saturation import GATE_NAMES, saturation_fractions
 
 #: Numeric axes a grid may sweep, with the value used when an axis is not swept.
 GRID_DEFAULTS: dict[str, float | int | str] = {
@@ -70,10 +71,13 @@ class Grid:
       ((3, 2), 6, [0.0, 0.0, 1.0, 1.0, 2.0, 2.0])
     """
 
+    #: The axes this kind of grid may sweep, with their values when not swept.
+    DEFAULTS: Mapping[str, float | int | str] = GRID_DEFAULTS
+
     def __init__(self, **axes: Sequence):
-        unknown = sorted(set(axes) - set(GRID_DEFAULTS))
+        unknown = sorted(set(axes) - set(self.DEFAULTS))
         if unknown:
-            raise ValueError(f"unknown grid axis {unknown}; expected some of {sorted(GRID_DEFAULTS)}")
+            raise ValueError(f"unknown grid axis {unknown}; expected some of {sorted(self.DEFAULTS)}")
         self.axes: dict[str, tuple] = {}
         for name, values in axes.items():
             values = tuple(np.atleast_1d(np.asarray(values)).tolist())
@@ -101,11 +105,11 @@ class Grid:
         return int(np.prod(self.shape, dtype=np.int64))
 
     def values(self) -> dict[str, np.ndarray]:
-        """Every setting of :data:`GRID_DEFAULTS` as a flat (V,) array (schemes as indices)."""
+        """Every setting of :attr:`DEFAULTS` as a flat (V,) array (schemes as indices)."""
         product = list(itertools.product(*self.axes.values())) or [()]
         flat = {name: [row[i] for row in product] for i, name in enumerate(self.axes)}
         out = {}
-        for name, default in GRID_DEFAULTS.items():
+        for name, default in self.DEFAULTS.items():
             column = flat.get(name, [default] * len(product))
             if name == "scheme":
                 out[name] = np.array([scheme_index(s) for s in column], np.int32)
@@ -158,15 +162,25 @@ def profile_variants(
 
     Returns:
       For each ``w`` in ``wrt``: ``log10_norm_{w}`` (V, T) indexed by lag 1..T, ``horizon_{w}`` (V,)
-      and ``decay_rate_{w}`` (V,).
+      and ``decay_rate_{w}`` (V,); ``saturation_{gate}`` (V,) for each gate of
+      :data:`gradflow.saturation.GATE_NAMES` (on the probe inputs); ``nonfinite`` (V,) bool, true
+      where a profile holds NaN or +inf (an exactly zero Jacobian, -inf, is a finite outcome).
     """
     params = init_variants(spec, values, dtype=xs.dtype)
+    activations = {"activation": spec.activation, "recurrent_activation": spec.recurrent_activation}
     out = {}
+    nonfinite = jnp.zeros(params.U.shape[0], bool)
     for w in wrt:
-        profile = lag_norms(params, xs, activation=spec.activation, recurrent_activation=spec.recurrent_activation, wrt=w)
+        profile = lag_norms(params, xs, wrt=w, **activations)
         out[f"log10_norm_{w}"] = by_lag(profile)
         out[f"horizon_{w}"] = horizon(profile, decades=decades)
         out[f"decay_rate_{w}"] = decay_rate(profile)
+        nonfinite = nonfinite | jnp.any(jnp.isnan(profile) | jnp.isposinf(profile), axis=-1)
+    fractions = jax.lax.map(
+        lambda p: saturation_fractions(p, xs, **activations), params, batch_size=min(params.U.shape[0], VARIANT_BLOCK)
+    )
+    out.update({f"saturation_{gate}": fractions[gate] for gate in GATE_NAMES})
+    out["nonfinite"] = nonfinite
     return out
 
 

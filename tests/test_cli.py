@@ -15,7 +15,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from gradflow.cli import main
 from gradflow.config import parse_config
 from gradflow.results import Results
-from gradflow.sweep import run_sweep
+from gradflow.sweep import sweep_results
 
 #: The spec, wrt, decades and chunk size of tests/test_sweep.py's BASE: the compile is shared.
 CONFIG = """\
@@ -67,18 +67,20 @@ def run(tmp_path_factory):
 def test_run_writes_results_config_and_figures(run):
     assert run["code"] == 0
     out = run["out"]
-    assert sorted(os.listdir(out)) == ["config.toml", "figures", "results.json", "results.npz"]
+    assert sorted(os.listdir(out)) == ["config.toml", "figures", "results.zarr", "runs.jsonl"]
     assert (out / "config.toml").read_text() == CONFIG
     assert sorted(os.listdir(out / "figures")) == FIGURES
     assert all((out / "figures" / name).stat().st_size > 5000 for name in FIGURES)
     assert run["cache_dir"] == str(run["cache"])  # the compilation cache went where GRADFLOW_CACHE_DIR said
-    # --quiet: one line saying what runs, no progress lines
-    assert run["stderr"] == f"gradflow run: 6 variants from {run['config']} -> {out}\n"
+    # --quiet: a line saying what runs and one saying what was done, no progress lines
+    first, second = run["stderr"].splitlines()
+    assert first == f"gradflow run: 6 variants from {run['config']} -> {out / 'results.zarr'}"
+    assert re.fullmatch(r"computed 2 work chunks in [0-9.]+ s; store 2/2 chunks done", second), second
 
 
 def test_run_stores_what_the_library_computes(run):
     stored = Results.load(run["out"])
-    want = run_sweep(parse_config(CONFIG), show_progress=False)
+    want = sweep_results(parse_config(CONFIG), show_progress=False)
     assert stored.dims == want.dims == ("forget_bias", "weight_scale")
     assert stored.data.keys() == want.data.keys()
     for name, array in want.data.items():
@@ -99,7 +101,7 @@ def test_run_summarises_horizons_on_stdout(run):
             f"  horizon_{w}: median {np.median(finite):.0f} steps over {finite.size} variants; "
             f"{never} never fall below 1e-2 within T; 0 non-finite"
         ) in lines
-    assert lines[-1].startswith(f"wrote {run['out'] / 'results.npz'}, ") and "6 figure files" in lines[-1]
+    assert lines[-1].startswith(f"wrote {run['out'] / 'results.zarr'}, ") and "6 figure files" in lines[-1]
 
 
 def test_plot_redraws_the_same_figures_from_stored_results(run, tmp_path, capsys):
@@ -126,7 +128,7 @@ def test_plot_defaults_to_the_figures_folder(run, monkeypatch, capsys):
     [
         (("hidden_size = 3", 'hidden_size = "3"'), r"\[model\]\.hidden_size must hold integers >= 1; got '3'"),
         (("[grid]", "[grids]"), r"unknown table\(s\) \['grids'\]"),
-        (("chunk_size = 4", "chunk_size = 0"), r"\[analysis\]\.chunk_size must hold integers >= 1; got 0"),
+        (("chunk_size = 4", "chunk_size = 0"), r'\[analysis\]\.chunk_size must be a positive integer or "auto"; got 0'),
         (("seq_len = 8", "seq_len = = 8"), r"is not valid TOML"),
     ],
 )

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gradflow.config import DEFAULT_CONFIG, SHAPE_AXES, Config, ConfigError, load_config, parse_config
-from gradflow.sweep import config_hash
+from gradflow.chunking import MAX_AUTO_CHUNK, chunk_bytes
+from gradflow.store import config_hash
 from gradflow.variants import ModelSpec
 
 #: The smallest valid config, as TOML lines per table; tests add, replace or (with None) drop keys.
@@ -48,7 +49,8 @@ def test_default_config_is_what_its_text_says():
     assert (ws[0], ws[-1]) == (0.25, 4.0)
     assert cfg.grid.axes["seed"] == (0, 1, 2)
     settings = (cfg.input_seed, cfg.wrt, cfg.decades, cfg.dtype, cfg.chunk_size)
-    assert settings == (0, ("h", "state"), 10.0, "float32", 128)
+    assert settings == (0, ("h", "state"), 10.0, "float32", "auto") and cfg.memory_budget_mb == 1024.0
+    assert cfg.work_chunk_size() == MAX_AUTO_CHUNK == cfg.resolved()["analysis"]["chunk_size"]
     assert cfg.specs() == [
         (
             {"hidden_size": 32, "activation": "tanh", "recurrent_activation": "sigmoid", "seq_len": 200},
@@ -122,7 +124,7 @@ def test_analysis_and_data_settings():
     assert isinstance(cfg.decades, float)
     minimal = parse_config(_toml())
     assert (minimal.input_seed, minimal.wrt, minimal.decades, minimal.dtype, minimal.chunk_size) == (
-        0, ("h", "state"), 10.0, "float32", 128
+        0, ("h", "state"), 10.0, "float32", "auto"
     )
     assert minimal.grid.axes == {} and minimal.dims == {}
 
@@ -145,7 +147,7 @@ BAD = [
     ),
     (
         {"analysis": {"method": '"exact"'}},
-        r"\[analysis\]: unknown key\(s\) \['method'\]; allowed keys are \['chunk_size', 'decades', 'dtype', 'wrt'\]",
+        r"\[analysis\]: unknown key\(s\) \['method'\]; allowed keys are \['chunk_size', 'decades', 'dtype', 'memory_budget_mb', 'wrt'\]",
     ),
     ({"model": {"hidden_size": None}}, r"\[model\]\.hidden_size is required"),
     ({"model": {"input_size": None}}, r"\[model\]\.input_size is required"),
@@ -216,9 +218,9 @@ BAD = [
     ({"analysis": {"wrt": '["h", "state", "h"]'}}, r"\[analysis\]\.wrt repeats a value: \['h', 'state', 'h'\]"),
     ({"analysis": {"wrt": "[]"}}, r"\[analysis\]\.wrt is an empty list"),
     ({"analysis": {"dtype": '"float16"'}}, r"\[analysis\]\.dtype: 'float16' is not one of \['float32', 'float64'\]"),
-    ({"analysis": {"chunk_size": "0"}}, r"\[analysis\]\.chunk_size must hold integers >= 1; got 0"),
-    ({"analysis": {"chunk_size": "-4"}}, r"\[analysis\]\.chunk_size must hold integers >= 1; got -4"),
-    ({"analysis": {"chunk_size": "[8, 16]"}}, r"\[analysis\]\.chunk_size must hold integers >= 1; got \[8, 16\]"),
+    ({"analysis": {"chunk_size": "0"}}, r'\[analysis\]\.chunk_size must be a positive integer or "auto"; got 0'),
+    ({"analysis": {"chunk_size": "-4"}}, r'\[analysis\]\.chunk_size must be a positive integer or "auto"; got -4'),
+    ({"analysis": {"chunk_size": "[8, 16]"}}, r'\[analysis\]\.chunk_size must be a positive integer or "auto"; got \[8, 16\]'),
     ({"analysis": {"decades": "0"}}, r"\[analysis\]\.decades must be a positive number; got 0"),
     ({"analysis": {"decades": "-2.0"}}, r"\[analysis\]\.decades must be a positive number; got -2\.0"),
     ({"analysis": {"decades": "nan"}}, r"\[analysis\]\.decades must be a positive number; got nan"),
@@ -300,8 +302,11 @@ def test_equivalent_configs_have_the_same_hash_and_different_ones_do_not():
             model={"hidden_size": "[3]", "activation": '"tanh"', "recurrent_activation": '["sigmoid"]'},
             grid={"forget_bias": "[1.0, 2.0]"},
             data={"input_seed": "0"},
-            analysis={"wrt": '["h", "state"]', "decades": "10", "dtype": '"float32"', "chunk_size": "128"},
+            analysis={"wrt": '["h", "state"]', "decades": "10", "dtype": '"float32"', "chunk_size": '"auto"'},
         ),
+        # the chunk size "auto" resolves to (256) and the budget it came from, which changes nothing
+        _toml(grid={"forget_bias": "[1.0, 2.0]"}, analysis={"chunk_size": "256"}),
+        _toml(grid={"forget_bias": "[1.0, 2.0]"}, analysis={"memory_budget_mb": "2048"}),
     ]
     different = [
         _toml(grid={"forget_bias": "[1.0, 2.5]"}),
@@ -311,6 +316,7 @@ def test_equivalent_configs_have_the_same_hash_and_different_ones_do_not():
         _toml(grid={"forget_bias": "[1.0, 2.0]"}, analysis={"dtype": '"float64"'}),
         _toml(grid={"forget_bias": "[1.0, 2.0]"}, data={"input_seed": "1"}),
         _toml(grid={"forget_bias": "[1.0, 2.0]"}, model={"input_size": "3"}),
+        _toml(grid={"forget_bias": "[1.0, 2.0]"}, analysis={"chunk_size": "64"}),  # another store layout
     ]
     h = config_hash(parse_config(base))
     assert re.fullmatch(r"[0-9a-f]{64}", h)
@@ -344,3 +350,33 @@ def test_nested_list_activation_is_a_config_error():
 def test_non_boolean_log_flag_is_a_config_error():
     with pytest.raises(ConfigError, match=r"\[grid\]\.weight_scale\.log"):
         parse_config(_toml(grid={"weight_scale": '{start = 1.0, stop = 4.0, num = 3, log = "no"}'}))
+
+
+def test_auto_chunk_size_is_the_largest_that_fits_the_memory_budget():
+    text = _toml(model={"hidden_size": "64"}, data={"seq_len": "2000"}, analysis={"memory_budget_mb": "100"})
+    cfg = parse_config(text)
+    n = cfg.work_chunk_size()
+    spec = cfg.specs()[0][1]
+    budget = 100 * 2**20
+    assert 1 <= n < MAX_AUTO_CHUNK
+    assert chunk_bytes(spec, n, n_profiles=2) <= budget < chunk_bytes(spec, n + 1, n_profiles=2)
+    wider = parse_config(text.replace("memory_budget_mb = 100", "memory_budget_mb = 400")).work_chunk_size()
+    assert wider > n
+    assert parse_config(text.replace("memory_budget_mb = 100", 'memory_budget_mb = 100\nchunk_size = 3')).work_chunk_size() == 3
+
+
+def test_a_budget_too_small_for_one_variant_is_refused_at_parse_time():
+    text = _toml(model={"hidden_size": "512"}, data={"seq_len": "100000"}, analysis={"memory_budget_mb": "64"})
+    with pytest.raises(ConfigError, match=r"\[analysis\]\.memory_budget_mb: one variant of .* needs about [0-9.]+ MiB, "
+                                          r"more than the memory budget of 64\.0 MiB"):
+        parse_config(text)
+    for bad in ("0", "-1", '"big"', "true"):
+        with pytest.raises(ConfigError, match=r"\[analysis\]\.memory_budget_mb must be a positive number of MiB"):
+            parse_config(_toml(analysis={"memory_budget_mb": bad}))
+
+
+def test_a_range_of_seeds_gives_integer_seeds_and_a_fractional_one_is_refused():
+    cfg = parse_config(_toml(grid={"seed": "{start = 0, stop = 6, num = 4}"}))
+    assert cfg.grid.axes["seed"] == (0, 2, 4, 6) and all(type(s) is int for s in cfg.grid.axes["seed"])
+    with pytest.raises(ConfigError, match=r"\[grid\]\.seed must hold integers in \[0, 4294967295\]; got 0\.5"):
+        parse_config(_toml(grid={"seed": "{start = 0, stop = 1, num = 3}"}))

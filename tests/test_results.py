@@ -1,13 +1,14 @@
-"""Results: exact npz + JSON round trip, dims of each variable, clear errors, atomic writes."""
+"""Results: exact round trip through results.zarr, xarray-readable dims, clear errors, atomic writes."""
 
-import json
 import os
 import re
 
 import numpy as np
 import pytest
 
-from gradflow.results import ARRAYS_FILE, META_FILE, Results
+import xarray
+
+from gradflow.results import STORE_NAME, Results, open_results
 
 
 def _results(fill: float = 0.0) -> Results:
@@ -48,23 +49,27 @@ def _assert_same(got: Results, want: Results) -> None:
 def test_save_and_load_round_trip_exactly(tmp_path):
     want = _results()
     path = want.save(tmp_path / "new" / "dir")
-    assert path == tmp_path / "new" / "dir" / ARRAYS_FILE
+    assert path == tmp_path / "new" / "dir" / STORE_NAME
     got = Results.load(tmp_path / "new" / "dir")
     _assert_same(got, want)
     assert got.data["log10_norm_h"].dtype == np.float32 and got.coords["activation"].tolist() == ["tanh", "relu"]
     assert np.isnan(got.data["horizon_h"][1, 0]) and np.isposinf(got.data["horizon_h"][0, 1])
 
 
-def test_results_json_lists_each_variable_with_its_dims(tmp_path):
-    _results().save(tmp_path)
-    meta = json.loads((tmp_path / META_FILE).read_text())
-    assert meta["dims"] == ["activation", "forget_bias"]
-    assert meta["variables"] == {
-        "log10_norm_h": ["activation", "forget_bias", "lag"],
-        "horizon_h": ["activation", "forget_bias"],
-        "count": ["activation", "forget_bias"],
+def test_xarray_opens_the_store_with_named_dims_and_coordinates(tmp_path):
+    want = _results()
+    want.save(tmp_path)
+    ds = xarray.open_zarr(tmp_path / STORE_NAME)
+    assert {name: var.dims for name, var in ds.data_vars.items()} == {
+        "log10_norm_h": ("activation", "forget_bias", "lag"),
+        "horizon_h": ("activation", "forget_bias"),
+        "count": ("activation", "forget_bias"),
     }
-    assert meta["attrs"]["n_variants"] == 6
+    assert ds["log10_norm_h"].attrs["long_name"].startswith("log10 of the Frobenius norm")
+    assert ds.attrs["n_variants"] == 6 and ds.attrs["note"] == "unicode: λ → ∞"
+    picked = ds["horizon_h"].sel(activation="relu", forget_bias=0.5).item()
+    assert picked == want.data["horizon_h"][1, 1] == 5.0
+    assert open_results(tmp_path).sizes == ds.sizes
 
 
 def test_numpy_values_in_attrs_are_stored_as_plain_json(tmp_path):
@@ -84,10 +89,10 @@ def test_dims_of_adds_lag_only_to_lagged_variables():
         r.dims_of("horizon_state")
 
 
-@pytest.mark.parametrize("present", [(), (ARRAYS_FILE,), (META_FILE,)])
+@pytest.mark.parametrize("present", [(), (STORE_NAME,)])
 def test_loading_a_directory_without_results_names_it(tmp_path, present):
     for name in present:
-        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).mkdir()  # an empty or half-made store: no consolidated metadata
     with pytest.raises(FileNotFoundError, match=re.escape(f"{str(tmp_path)!r} holds no gradflow results")):
         Results.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="nowhere"):
@@ -96,11 +101,11 @@ def test_loading_a_directory_without_results_names_it(tmp_path, present):
 
 def test_save_overwrites_and_leaves_no_temporary_files(tmp_path):
     _results().save(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == sorted([ARRAYS_FILE, META_FILE])
+    assert os.listdir(tmp_path) == [STORE_NAME]
     newer = _results(fill=10.0)
     newer.attrs["n_variants"] = 7
     newer.save(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == sorted([ARRAYS_FILE, META_FILE])
+    assert os.listdir(tmp_path) == [STORE_NAME]
     _assert_same(Results.load(tmp_path), newer)
 
 
@@ -109,7 +114,7 @@ def test_a_failed_save_leaves_the_previous_results_intact(tmp_path):
     old.save(tmp_path)
     broken = _results(fill=10.0)
     broken.attrs["not_json"] = object()
-    with pytest.raises(TypeError, match="cannot store object in results.json"):
+    with pytest.raises(TypeError, match="cannot store object in the results' attributes"):
         broken.save(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == sorted([ARRAYS_FILE, META_FILE])
+    assert os.listdir(tmp_path) == [STORE_NAME]
     _assert_same(Results.load(tmp_path), old)

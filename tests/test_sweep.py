@@ -1,4 +1,4 @@
-"""run_sweep against a Python loop of lag_norms: chunking, padding, shape sweeps, dtypes, explosions, attrs.
+"""The sweep (sweep_results) against a Python loop of lag_norms: chunking, padding, shape sweeps, dtypes, explosions, attrs.
 
 Every sweep here uses input_size 2, chunks of 4 variants and decades 2, so runs of the same spec share
 one compile of ``profile_variants`` (the same spec also serves tests/test_cli.py).
@@ -16,7 +16,8 @@ import pytest
 import gradflow as gf
 from conftest import LOG10_ATOL
 from gradflow.config import parse_config
-from gradflow.sweep import config_hash, run_sweep
+from gradflow.sweep import config_hash, sweep_results
+from gradflow.saturation import GATE_NAMES, saturation_fractions
 from gradflow.variants import ModelSpec, probe_inputs, profile_variants
 
 DECADES = 2.0
@@ -82,7 +83,7 @@ def _reference_decay_rate(lagged: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def base():
-    return run_sweep(parse_config(BASE), show_progress=False)
+    return sweep_results(parse_config(BASE), show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,9 @@ def test_run_sweep_equals_a_loop_of_lag_norms(base, reference32):
     np.testing.assert_array_equal(base.coords["forget_bias"], FORGET_BIAS)
     np.testing.assert_array_equal(base.coords["seed"], SEEDS)
     np.testing.assert_array_equal(base.coords["lag"], np.arange(1, 9))
-    assert set(base.data) == {f"{k}_{w}" for k in ("log10_norm", "horizon", "decay_rate") for w in ("h", "state")}
+    profiles = {f"{k}_{w}" for k in ("log10_norm", "horizon", "decay_rate") for w in ("h", "state")}
+    assert set(base.data) == profiles | {f"saturation_{g}" for g in GATE_NAMES} | {"nonfinite"}
+    assert not base.data["nonfinite"].any()
     horizons = []
     for w in gf.WRT:
         got, want = base.data[f"log10_norm_{w}"], reference32[w]
@@ -110,10 +113,21 @@ def test_run_sweep_equals_a_loop_of_lag_norms(base, reference32):
     assert np.isinf(horizons).any() and np.isfinite(horizons).any()  # both cases are exercised
 
 
+def test_saturation_fractions_are_those_of_each_variant(base):
+    spec = ModelSpec(input_size=2, hidden_size=3, seq_len=8)
+    xs = probe_inputs(spec, seed=INPUT_SEED, dtype=jnp.float32)
+    for (i, fb), (j, seed) in itertools.product(enumerate(FORGET_BIAS), enumerate(SEEDS)):
+        params = _init_lstm(jax.random.key(seed), 2, 3, forget_bias=fb, dtype=jnp.float32)
+        want = saturation_fractions(params, xs)
+        for gate in GATE_NAMES:
+            # fractions of 24 entries: equal up to float32 summation order
+            np.testing.assert_allclose(base.data[f"saturation_{gate}"][i, j], want[gate], rtol=0, atol=1e-6)
+    assert base.data["saturation_forget"].max() > 0  # forget bias 2: some forget gates above 0.95
+
+
 def test_chunks_that_do_not_divide_the_variants_give_the_same_results_as_one_chunk(base):
-    one_chunk = run_sweep(parse_config(_replace(BASE, "chunk_size = 4", "chunk_size = 128")), show_progress=False)
-    assert len(base.attrs["timings"]["compile_and_first_chunk_s"]) == 1
-    assert base.attrs["n_variants"] == one_chunk.attrs["n_variants"] == 6
+    one_chunk = sweep_results(parse_config(_replace(BASE, "chunk_size = 4", "chunk_size = 128")), show_progress=False)
+    assert base.attrs["work_chunks"] == 2 and one_chunk.attrs["work_chunks"] == 1
     assert one_chunk.dims == base.dims and set(one_chunk.data) == set(base.data)
     for name, array in base.data.items():
         assert one_chunk.data[name].shape == array.shape
@@ -122,14 +136,14 @@ def test_chunks_that_do_not_divide_the_variants_give_the_same_results_as_one_chu
 
 def test_new_grid_values_reuse_the_compiled_sweep(base):
     before = profile_variants._cache_size()
-    other = run_sweep(parse_config(_replace(BASE, "[-1.0, 0.5, 2.0]", "[0.0, 1.0, 3.0]")), show_progress=False)
+    other = sweep_results(parse_config(_replace(BASE, "[-1.0, 0.5, 2.0]", "[0.0, 1.0, 3.0]")), show_progress=False)
     assert profile_variants._cache_size() == before, "new grid values of the same shapes recompiled"
     np.testing.assert_array_equal(other.coords["forget_bias"], [0.0, 1.0, 3.0])
     assert np.max(np.abs(other.data["log10_norm_h"] - base.data["log10_norm_h"])) > 0.1
 
 
 def test_shorter_seq_len_is_nan_padded_past_its_own_length(base):
-    both = run_sweep(parse_config(_replace(BASE, "seq_len = 8", "seq_len = [8, 12]")), show_progress=False)
+    both = sweep_results(parse_config(_replace(BASE, "seq_len = 8", "seq_len = [8, 12]")), show_progress=False)
     assert both.dims == ("seq_len", "forget_bias", "seed")
     np.testing.assert_array_equal(both.coords["seq_len"], [8, 12])
     np.testing.assert_array_equal(both.coords["lag"], np.arange(1, 13))
@@ -146,7 +160,7 @@ def test_shorter_seq_len_is_nan_padded_past_its_own_length(base):
 
 
 def test_a_list_of_hidden_sizes_is_a_leading_dim(base):
-    both = run_sweep(parse_config(_replace(BASE, "hidden_size = 3", "hidden_size = [3, 4]")), show_progress=False)
+    both = sweep_results(parse_config(_replace(BASE, "hidden_size = 3", "hidden_size = [3, 4]")), show_progress=False)
     assert both.dims == ("hidden_size", "forget_bias", "seed")
     np.testing.assert_array_equal(both.coords["hidden_size"], [3, 4])
     assert both.data["log10_norm_h"].shape == (2, 3, 2, 8) and both.data["horizon_state"].shape == (2, 3, 2)
@@ -160,12 +174,13 @@ def test_a_list_of_hidden_sizes_is_a_leading_dim(base):
 def float64_run():
     text = _replace(BASE, "chunk_size = 4", 'chunk_size = 4\ndtype = "float64"\nwrt = ["h"]')
     with jax.enable_x64(False):  # as in a plain session: the sweep turns float64 on itself
-        return run_sweep(parse_config(text), show_progress=False)
+        return sweep_results(parse_config(text), show_progress=False)
 
 
 def test_float64_config_gives_float64_arrays_equal_to_a_float64_loop(float64_run):
-    assert set(float64_run.data) == {"log10_norm_h", "horizon_h", "decay_rate_h"}
-    assert all(a.dtype == np.float64 for a in float64_run.data.values())
+    per_wrt = {"log10_norm_h", "horizon_h", "decay_rate_h"}
+    assert set(float64_run.data) == per_wrt | {f"saturation_{g}" for g in GATE_NAMES} | {"nonfinite"}
+    assert all(a.dtype == np.float64 for name, a in float64_run.data.items() if name != "nonfinite")
     want = _reference(init_dtype=jnp.float64, wrt=("h",))["h"]
     np.testing.assert_allclose(float64_run.data["log10_norm_h"], want, rtol=0, atol=LOG10_ATOL[np.dtype("float64")])
     np.testing.assert_array_equal(float64_run.data["horizon_h"], _reference_horizon(want, DECADES))
@@ -190,10 +205,7 @@ def test_attrs_record_config_hash_and_environment(base):
     assert env["devices"] == [str(d) for d in jax.devices()]
     if jax.config.jax_default_matmul_precision is None and jax.default_backend() == "cpu":
         assert env["matmul_precision"] == "default (full float32 on CPU)"
-    timings = attrs["timings"]
-    assert len(timings["compile_and_first_chunk_s"]) == 1
-    assert timings["total_s"] >= timings["compile_and_first_chunk_s"][0] > 0
-    assert attrs["n_variants"] == 6
+    assert attrs["chunk_shape"] == [2, 2] and attrs["work_chunks"] == 2  # 4 variants: 2 rows of 2
     assert json.loads(json.dumps(attrs)) == attrs  # JSON-ready as it is
 
 
@@ -220,7 +232,7 @@ chunk_size = 4
 
 
 def test_an_exploding_variant_is_data_and_leaves_its_neighbours_intact():
-    results = run_sweep(parse_config(EXPLODING), show_progress=False)
+    results = sweep_results(parse_config(EXPLODING), show_progress=False)
     profile, horizon = results.data["log10_norm_h"], results.data["horizon_h"]
     assert profile.shape == (2, 4, 48)
     # weight scale 30 overflows: NaN profile, NaN horizon and decay rate
@@ -228,8 +240,10 @@ def test_an_exploding_variant_is_data_and_leaves_its_neighbours_intact():
     assert np.isnan(horizon[:, 3]).all() and np.isnan(results.data["decay_rate_h"][:, 3]).all()
     # weight scale 10: finite but huge, a norm near 1e36
     assert np.isfinite(profile[:, 2]).all() and profile[:, 2].max() > 30
+    # flagged: exactly the overflowing variants
+    np.testing.assert_array_equal(results.data["nonfinite"], np.array([[False, False, False, True]] * 2))
     # the others equal a run without the exploding variants (same compile: chunks of 4)
-    tame = run_sweep(parse_config(_replace(EXPLODING, "[0.5, 3.0, 10.0, 30.0]", "[0.5, 3.0]")), show_progress=False)
+    tame = sweep_results(parse_config(_replace(EXPLODING, "[0.5, 3.0, 10.0, 30.0]", "[0.5, 3.0]")), show_progress=False)
     assert np.isfinite(profile[:, :2]).all() and np.abs(profile[:, :2]).max() < 15
     np.testing.assert_allclose(profile[:, :2], tame.data["log10_norm_h"], rtol=0, atol=1e-5)
     np.testing.assert_array_equal(horizon[:, :2], tame.data["horizon_h"])
@@ -237,9 +251,9 @@ def test_an_exploding_variant_is_data_and_leaves_its_neighbours_intact():
 
 def test_progress_goes_to_stderr_only_when_asked(capsys):
     config = parse_config(BASE)
-    run_sweep(config, show_progress=False)
+    sweep_results(config, show_progress=False)
     assert capsys.readouterr() == ("", "")
-    run_sweep(config, show_progress=True)  # stderr is not a terminal here: log lines
+    sweep_results(config, show_progress=True)  # stderr is not a terminal here: log lines
     out, err = capsys.readouterr()
     assert out == ""
     assert "lag profiles: 2/2 chunks" in err and "variants/s" in err

@@ -1,0 +1,58 @@
+"""Which share of a sweep this process takes: ``--shard i/n``, a SLURM job array, ``jax.distributed``.
+
+Shares compose: a job array of ``n`` tasks, each a ``jax.distributed`` job of ``P`` processes, gives
+process ``p`` of task ``i`` the share ``(i * P + p, n * P)``. Every process writes its own chunks of
+the same store; no process waits for another.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+#: SLURM job-array variables: the task's id, the array's first id and its number of tasks.
+SLURM_VARS = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; a ValueError that says what was expected otherwise.
+
+    Example:
+      >>> parse_shard("2/8")
+      (2, 8)
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not int(match[1]) < int(match[2]):
+        raise ValueError(f"--shard must be i/n with 0 <= i < n (for example 0/4); got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def slurm_shard(environ=os.environ) -> tuple[int, int] | None:
+    """The share of a SLURM array task, or None outside a job array."""
+    if "SLURM_ARRAY_TASK_ID" not in environ or "SLURM_ARRAY_TASK_COUNT" not in environ:
+        return None
+    try:
+        task, first, count = (int(environ.get(k, "0")) for k in SLURM_VARS)
+    except ValueError:
+        raise ValueError(f"SLURM array variables {SLURM_VARS} must be integers; got "
+                         f"{[environ.get(k) for k in SLURM_VARS]}") from None
+    if not 0 <= task - first < count:
+        raise ValueError(f"SLURM_ARRAY_TASK_ID={task} is outside the array [{first}, {first + count}); "
+                         "gradflow needs a contiguous array (for example --array=0-7)")
+    return task - first, count
+
+
+def process_share(shard: tuple[int, int] | None = None) -> tuple[int, int]:
+    """This process's share: ``shard`` (or SLURM's) composed with ``jax.distributed``'s processes."""
+    import jax
+
+    index, count = shard or slurm_shard() or (0, 1)
+    P = jax.process_count()
+    return index * P + jax.process_index(), count * P
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """Join a ``jax.distributed`` job; with no arguments JAX reads them from the cluster (SLURM, TPU pods...)."""
+    import jax
+
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
