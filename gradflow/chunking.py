@@ -18,7 +18,7 @@ working set of one vmapped block of ``B = VARIANT_BLOCK`` variants: forward stat
 coefficients (T, 6H), pre-activations, gates and their derivatives (T, 12H), the accumulator and
 pullback matrices (XLA may build part of the per-step (2H, H) matrices ahead of the loop: T H^2).
 The constants are fitted to XLA's own buffer plan on CPU, which the estimate bounds from above
-within a factor of 1.3 to 2.5 over H = 2..256, T = 5..2000 (``tests/test_chunking.py``;
+within a factor of 1.2 to 4 over H = 2..256, T = 5..2000 (``tests/test_chunking.py``;
 ``benchmarks/bench_sweep.py`` reports both).
 """
 

@@ -252,7 +252,7 @@ def parse_config(text: str, *, source_name: str = "config") -> Config:
     if chunk_size != "auto" and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ConfigError(f'[analysis].chunk_size must be a positive integer or "auto"; got {chunk_size!r}')
     budget = analysis["memory_budget_mb"]
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < float("inf"):
         raise ConfigError(f"[analysis].memory_budget_mb must be a positive number of MiB; got {budget!r}")
     (input_seed,) = _ints("[data].input_seed", [data["input_seed"]], minimum=0, maximum=MAX_SEED)
     config = Config(

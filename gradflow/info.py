@@ -11,11 +11,20 @@ from gradflow.results import STORE_NAME, open_results
 from gradflow.store import progress_of
 
 
-def _runs(directory: Path) -> list[dict]:
+def _runs(directory: Path, config_hash: str) -> list[dict]:
+    """This store's process runs from ``runs.jsonl`` (lines of other configs or torn lines are skipped)."""
     log = directory / "runs.jsonl"
     if not log.is_file():
         return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    runs = []
+    for line in log.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("config_hash") == config_hash:
+            runs.append(record)
+    return runs
 
 
 def describe_store(directory: str | Path) -> str:
@@ -38,18 +47,18 @@ def describe_store(directory: str | Path) -> str:
     for name, var in ds.data_vars.items():
         values = var.values
         if values.dtype == bool:
-            lines.append(f"    {name:<20}{int(values.sum())} of {values.size} variants flagged")
+            lines.append(f"    {name:<26}true for {int(values.sum())} of {values.size} variants")
         else:
             finite = values[np.isfinite(values)]
             summary = f"median {np.median(finite):.4g}, range [{finite.min():.4g}, {finite.max():.4g}]" if finite.size else "no finite values"
-            lines.append(f"    {name:<20}{summary}; {finite.size}/{values.size} finite")
+            lines.append(f"    {name:<26}{summary}; {finite.size}/{values.size} finite")
     versions = env.get("versions", {})
     lines += [
         f"  computed on   {env.get('device_kind', '?')} ({env.get('backend', '?')}), {len(env.get('devices', []))} device(s), "
         f"matmul precision {ds.attrs.get('matmul_precision', '?')}",
         "  versions      " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
     ]
-    runs = _runs(directory)
+    runs = _runs(directory, ds.attrs.get("config_hash"))
     if runs:
         seconds = sum(r["seconds"] for r in runs)
         lines.append(f"  runs          {len(runs)} process run(s), {sum(r['computed'] for r in runs)} chunks computed "

@@ -106,6 +106,8 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
     """
     wrts = [n.removeprefix("log10_norm_") for n in results.data if n.startswith("log10_norm_")]
     keep = _plot_dims(results)
+    if not keep:
+        return _plot_single_profile(results, wrts, Path(path_stem))
     colour_dim = keep[0]
     colours = results.coords[colour_dim]
     panel_dim = keep[1] if len(keep) > 1 else None
@@ -145,6 +147,21 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
         if note:
             fig.suptitle(f"Lag profiles ({note})", fontsize=9)
         return _save(fig, Path(path_stem))
+
+
+def _plot_single_profile(results: Results, wrts: list[str], path_stem: Path) -> list[Path]:
+    """The lag profiles of a run without swept settings: one variant, one curve per ``wrt``."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.0, 2.8), constrained_layout=True)
+        cmap = plt.get_cmap(CMAP)
+        for k, wrt in enumerate(wrts):
+            ax.plot(results.coords["lag"], results.data[f"log10_norm_{wrt}"], color=cmap(0.15 + 0.7 * k), lw=1.0,
+                    label=WRT_LABELS.get(wrt, wrt))
+        ax.set_xlabel("lag $T - t$ (steps)")
+        ax.set_ylabel("$\\log_{10}$ norm")
+        ax.legend(frameon=False)
+        ax.grid(alpha=0.3, lw=0.5)
+        return _save(fig, path_stem)
 
 
 def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h") -> list[Path]:
@@ -226,7 +243,7 @@ def plot_all(results: Results, directory: str | Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = plot_lag_profiles(results, directory / "lag_profiles")
     for name in results.data:
-        if name.startswith("horizon_"):
+        if name.startswith("horizon_") and results.dims:  # one variant has no map: its horizon is in the summary
             wrt = name.removeprefix("horizon_")
             paths += plot_horizon_map(results, directory / f"horizon_{wrt}", wrt=wrt)
     return paths

@@ -36,6 +36,10 @@ def slurm_shard(environ=os.environ) -> tuple[int, int] | None:
     except ValueError:
         raise ValueError(f"SLURM array variables {SLURM_VARS} must be integers; got "
                          f"{[environ.get(k) for k in SLURM_VARS]}") from None
+    last = environ.get("SLURM_ARRAY_TASK_MAX")
+    if last is not None and last.isdigit() and int(last) - first + 1 != count:
+        raise ValueError(f"SLURM array {first}-{last} has {count} tasks: gradflow needs a contiguous array without "
+                         "a step (for example --array=0-7)")
     if not 0 <= task - first < count:
         raise ValueError(f"SLURM_ARRAY_TASK_ID={task} is outside the array [{first}, {first + count}); "
                          "gradflow needs a contiguous array (for example --array=0-7)")

@@ -61,8 +61,9 @@ class Results:
         import zarr
 
         group = zarr.open_group(tmp, mode="r+", zarr_format=2)
-        for name, array in self.data.items():
-            group[name][...] = array
+        with writing_every_chunk():
+            for name, array in self.data.items():
+                group[name][...] = array
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -115,18 +116,9 @@ def create_group(
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     group = zarr.open_group(tmp, mode="w-", zarr_format=2)
     group.attrs.update(attrs)
-    for name, values in coords.items():
-        values = np.asarray(values)
-        array = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape or None, fill_value=None)
-        array.attrs["_ARRAY_DIMENSIONS"] = [name]
-        array[...] = values
-    for name, spec in variables.items():
-        fill = np.nan if np.issubdtype(spec.dtype, np.floating) else None
-        array = group.create_array(name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, fill_value=fill)
-        array.attrs["_ARRAY_DIMENSIONS"] = list(spec.dims)
-        description = DESCRIPTIONS.get(name.split("_")[0], DESCRIPTIONS.get(name.rsplit("_", 1)[0]))
-        if description:
-            array.attrs["long_name"] = description
+    with writing_every_chunk():
+        _write_coords(group, coords)
+    _allocate(group, variables)
     zarr.consolidate_metadata(tmp, zarr_format=2)
     if not publish:
         return tmp
@@ -137,6 +129,36 @@ def create_group(
         if not path.is_dir():
             raise
     return path
+
+
+def _write_coords(group, coords: dict[str, np.ndarray]) -> None:
+    for name, values in coords.items():
+        values = np.asarray(values)
+        array = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape or None,
+                                   fill_value=None)
+        array.attrs["_ARRAY_DIMENSIONS"] = [name]
+        array[...] = values
+
+
+def _allocate(group, variables: dict[str, VariableSpec]) -> None:
+    for name, spec in variables.items():
+        # Floats are NaN until written. Other dtypes get no fill value (xarray would mask values equal to
+        # one); their chunks are always written (see writing_every_chunk).
+        floating = np.issubdtype(spec.dtype, np.floating)
+        array = group.create_array(name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks,
+                                   fill_value=np.nan if floating else None)
+        array.attrs["_ARRAY_DIMENSIONS"] = list(spec.dims)
+        description = DESCRIPTIONS.get(name.split("_")[0], DESCRIPTIONS.get(name.rsplit("_", 1)[0]))
+        if description:
+            array.attrs["long_name"] = description
+
+
+def writing_every_chunk():
+    """Zarr writes chunks that equal the fill value too (an all-False flag, a zero coordinate): no
+    reader has to guess what a missing chunk means."""
+    import zarr
+
+    return zarr.config.set({"array.write_empty_chunks": True})
 
 
 def open_results(directory: str | Path):

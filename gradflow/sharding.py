@@ -25,6 +25,18 @@ def local_mesh() -> Mesh:
     return Mesh(np.array(jax.local_devices()), (AXIS,))
 
 
+def over_devices(mesh: Mesh, fn, n_args: int):
+    """``jit(fn)`` with the leading (variants) axis of ``fn``'s first argument split over ``mesh``.
+
+    The other ``n_args - 1`` arguments are replicated; every output has the variants axis first.
+    """
+    if mesh.size == 1:
+        return jax.jit(fn)
+    in_specs = (PartitionSpec(AXIS),) + (PartitionSpec(),) * (n_args - 1)
+    # check_vma=False: the per-device program is the plain single-device one; nothing crosses devices.
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(AXIS), check_vma=False))
+
+
 @functools.lru_cache(maxsize=None)
 def sharded_profiles(mesh: Mesh, spec: ModelSpec, wrt: tuple[str, ...], decades: float):
     """``fn(values, xs)``: :func:`profile_variants` with the variants of ``values`` split over ``mesh``.
@@ -36,10 +48,4 @@ def sharded_profiles(mesh: Mesh, spec: ModelSpec, wrt: tuple[str, ...], decades:
     def local(values, xs):
         return profile_variants(spec, values, xs, wrt=wrt, decades=decades)
 
-    if mesh.size == 1:
-        return local
-    # check_vma=False: the per-device program is the plain single-device one; nothing crosses devices.
-    mapped = jax.shard_map(
-        local, mesh=mesh, in_specs=(PartitionSpec(AXIS), PartitionSpec()), out_specs=PartitionSpec(AXIS), check_vma=False
-    )
-    return jax.jit(mapped)
+    return over_devices(mesh, local, 2)

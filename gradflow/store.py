@@ -1,7 +1,7 @@
 """The resumable sweep store: ``DIR/results.zarr`` filled one work chunk at a time, by any number of processes.
 
 Layout: the swept shape settings lead (storage chunk 1 each), then the grid axes cut by
-:class:`gradflow.chunking.ChunkLayout`, then ``lag`` (whole). A work chunk of one spec is exactly one
+:class:`gradflow.chunking.ChunkLayout`, then a variable's own axes (``lag``, ``checkpoint``..., whole). A work chunk of one spec is exactly one
 storage chunk of every variable, so it is written whole, and processes that take disjoint chunks
 never touch the same stored bytes. After a chunk's data is written, an empty marker file
 ``results.zarr/.done/{spec}-{chunk}`` records it; a rerun skips marked chunks and recomputes the rest
@@ -12,18 +12,22 @@ and holds the resolved config and its hash: a rerun with another config is refus
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import os
 import shutil
+import uuid
 from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 
 from gradflow.chunking import ChunkLayout
-from gradflow.config import Config, ConfigError
-from gradflow.results import STORE_NAME, VariableSpec, create_group
-from gradflow.saturation import GATE_NAMES
+from gradflow.config import ConfigError
+from gradflow.results import STORE_NAME, VariableSpec, create_group, writing_every_chunk
+from gradflow.variants import Grid
 
 DONE_DIR = ".done"
 
@@ -32,26 +36,50 @@ class StoreMismatchError(ConfigError):
     """``DIR`` holds results of a different config."""
 
 
-def config_hash(config: Config) -> str:
-    """SHA-256 of the resolved config: equal for configs that compute the same thing."""
+def config_hash(config) -> str:
+    """SHA-256 of a config's (or job's) resolved form: equal for configs that compute the same thing."""
     return hashlib.sha256(json.dumps(config.resolved(), sort_keys=True).encode()).hexdigest()
 
 
-def variable_names(wrt: tuple[str, ...]) -> list[str]:
-    """Every variable a sweep stores, in a fixed order."""
-    names = [f"{kind}_{w}" for w in wrt for kind in ("log10_norm", "horizon", "decay_rate")]
-    return names + [f"saturation_{g}" for g in GATE_NAMES] + ["nonfinite"]
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """A stored per-variant variable: the dimensions it has beyond the swept ones, and its dtype."""
+
+    extra_dims: tuple[str, ...]
+    dtype: np.dtype
+
+
+class Job(Protocol):
+    """What the store and :func:`gradflow.sweep.run_sweep` need from a kind of sweep.
+
+    Implemented by :class:`gradflow.sweep.ProfileJob` (lag profiles) and
+    :class:`gradflow.collapse_job.CollapseJob` (training and collapse).
+    """
+
+    title: str
+    source: str
+    dtype: str
+    grid: Grid
+
+    def resolved(self) -> dict: ...
+    def spec_dims(self) -> dict[str, tuple]: ...
+    def n_specs(self) -> int: ...
+    def work_chunk_size(self) -> int: ...
+    def variables(self) -> dict[str, Variable]: ...
+    def extra_coords(self) -> dict[str, np.ndarray]: ...
+    def chunk_function(self, spec: int, mesh) -> tuple[Callable, tuple]: ...
+    def finish(self, spec: int, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepLayout:
-    """Shapes, chunks and coordinates of the store of ``config``."""
+    """Shapes, chunks and coordinates of the store of ``job``."""
 
-    config: Config
+    job: Job
 
     @property
     def spec_dims(self) -> dict[str, tuple]:
-        return {k: v for k, v in self.config.shape_axes.items() if len(v) > 1}
+        return self.job.spec_dims()
 
     @property
     def spec_shape(self) -> tuple[int, ...]:
@@ -62,43 +90,42 @@ class SweepLayout:
         return math.prod(self.spec_shape)
 
     @property
+    def dims(self) -> dict[str, tuple]:
+        """Swept shape settings, then the grid axes: the leading dimensions of every variable."""
+        return {**self.spec_dims, **self.job.grid.axes}
+
+    @functools.cached_property
     def chunks(self) -> ChunkLayout:
-        return ChunkLayout(self.config.grid.shape, self.config.work_chunk_size())
+        return ChunkLayout(self.job.grid.shape, self.job.work_chunk_size())
 
     @property
     def n_work(self) -> int:
         """Work items: (spec, chunk) pairs."""
         return self.n_specs * self.chunks.n_chunks
 
-    @property
-    def seq_len_max(self) -> int:
-        return max(self.config.shape_axes["seq_len"])
-
     def item(self, k: int) -> tuple[int, int]:
         """Work item ``k`` as (spec index, chunk index)."""
         return divmod(k, self.chunks.n_chunks)
 
     def region(self, spec: int, chunk: int) -> tuple[slice, ...]:
-        """Where chunk ``chunk`` of spec ``spec`` lies in every variable (without the lag axis)."""
+        """Where chunk ``chunk`` of spec ``spec`` lies in every variable (without the extra axes)."""
         spec_index = np.unravel_index(spec, self.spec_shape) if self.spec_shape else ()
         return tuple(slice(int(i), int(i) + 1) for i in spec_index) + self.chunks.index(chunk)
 
     def variables(self) -> dict[str, VariableSpec]:
-        dims = tuple(self.config.dims)
-        shape = self.spec_shape + self.config.grid.shape
+        dims = tuple(self.dims)
+        shape = self.spec_shape + self.job.grid.shape
         chunks = (1,) * len(self.spec_shape) + self.chunks.chunk_shape
-        dtype = np.dtype(self.config.dtype)
+        extra = self.job.extra_coords()
         out = {}
-        for name in variable_names(self.config.wrt):
-            if name.startswith("log10_norm"):
-                out[name] = VariableSpec(dims + ("lag",), dtype, shape + (self.seq_len_max,), chunks + (self.seq_len_max,))
-            else:
-                out[name] = VariableSpec(dims, np.dtype(bool) if name == "nonfinite" else dtype, shape, chunks)
+        for name, var in self.job.variables().items():
+            sizes = tuple(len(extra[d]) for d in var.extra_dims)
+            out[name] = VariableSpec(dims + var.extra_dims, np.dtype(var.dtype), shape + sizes, chunks + sizes)
         return out
 
     def coords(self) -> dict[str, np.ndarray]:
-        coords = {k: np.asarray(v) for k, v in self.config.dims.items()}
-        coords["lag"] = np.arange(1, self.seq_len_max + 1, dtype=np.int32)
+        coords = {k: np.asarray(v) for k, v in self.dims.items()}
+        coords.update({k: np.asarray(v) for k, v in self.job.extra_coords().items()})
         return coords
 
 
@@ -126,46 +153,72 @@ class SweepStore:
         """Store one finished chunk (each output (n, ...) in C order over the chunk), then mark it done."""
         region = self.layout.region(spec, chunk)
         block = tuple(s.stop - s.start for s in region)
+        with writing_every_chunk():
+            self._write(region, block, outputs)
+        self._marker(spec, chunk).touch()
+
+    def _write(self, region, block, outputs: dict[str, np.ndarray]) -> None:
         for name, array in outputs.items():
             stored = self._group[name]
             values = np.asarray(array).reshape(block + array.shape[1:])
-            if values.ndim > len(block) and values.shape[-1] < stored.shape[-1]:  # shorter T: NaN past it
-                pad = np.full(block + (stored.shape[-1] - values.shape[-1],), np.nan, values.dtype)
-                values = np.concatenate([values, pad], axis=-1)
+            short = [(0, 0)] * len(block) + [(0, n - m) for n, m in zip(stored.shape[len(block):], values.shape[len(block):])]
+            if any(after for _, after in short):  # a shorter sequence of this spec: NaN past its end
+                values = np.pad(values, short, constant_values=np.nan)
             stored[region] = values
-        self._marker(spec, chunk).touch()
 
 
-def open_store(directory: str | Path, config: Config, *, environment: dict, overwrite: bool = False) -> SweepStore:
-    """Create ``DIR/results.zarr`` for ``config``, or reopen it to resume.
+def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite: bool = False) -> SweepStore:
+    """Create ``DIR/results.zarr`` for ``job``, or reopen it to resume.
 
     Raises:
-      StoreMismatchError: if the store there was made by a different config and not ``overwrite``.
+      StoreMismatchError: if the store there was made by a different config (or is unreadable) and not
+        ``overwrite``. With ``overwrite``, only a store of a different config is replaced; one of the same
+        config is resumed. Several processes started with ``--overwrite`` on an old store of another
+        config race to replace it: start one first, or use a fresh directory.
     """
     path = Path(directory) / STORE_NAME
-    digest = config_hash(config)
-    if overwrite and path.exists():
-        shutil.rmtree(path)
-    layout = SweepLayout(config)
+    digest = config_hash(job)
+    if path.exists() and _stored_hash(path) != digest:
+        if not overwrite:
+            found = _stored_hash(path)
+            what = f"a sweep of a different config (hash {found[:12]}, this config {digest[:12]})" if found else (
+                "no readable gradflow store (no consolidated metadata)")
+            raise StoreMismatchError(f"{str(path)!r} holds {what}; pass --overwrite to replace it, or choose another --out")
+        # Only a store of another config is replaced: the same command with --overwrite resumes. It is
+        # renamed aside first (atomic), so no process ever sees it half deleted.
+        aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:  # another process moved it first
+            pass
+        else:
+            shutil.rmtree(aside)
+    layout = SweepLayout(job)
     if not path.exists():
         attrs = {
-            "title": "gradflow lag profiles",
-            "config": config.resolved(),
+            "title": job.title,
+            "config": job.resolved(),
             "config_hash": digest,
-            "config_source": config.source,
+            "config_source": job.source,
             "environment": environment,
             "matmul_precision": environment.get("matmul_precision"),
             "chunk_shape": list(layout.chunks.chunk_shape),
             "work_chunks": layout.n_work,
         }
         create_group(path, coords=layout.coords(), variables=layout.variables(), attrs=attrs)
-    stored = stored_attrs(directory)
-    if stored.get("config_hash") != digest:
-        raise StoreMismatchError(
-            f"{str(path)!r} holds a sweep of a different config (hash {str(stored.get('config_hash'))[:12]}, "
-            f"this config {digest[:12]}); pass --overwrite to replace it, or choose another --out"
-        )
+    found = _stored_hash(path)
+    if found != digest:  # replaced by a process of another config meanwhile
+        raise StoreMismatchError(f"{str(path)!r} holds a sweep of a different config (hash {str(found)[:12]}, "
+                                 f"this config {digest[:12]}); pass --overwrite to replace it, or choose another --out")
     return SweepStore(directory, layout)
+
+
+def _stored_hash(path: Path) -> str | None:
+    """The config hash of the store at ``path``; None if it has no readable metadata."""
+    try:
+        return json.loads((path / ".zmetadata").read_text())["metadata"][".zattrs"].get("config_hash")
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def stored_attrs(directory: str | Path) -> dict:

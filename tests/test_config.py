@@ -370,7 +370,7 @@ def test_a_budget_too_small_for_one_variant_is_refused_at_parse_time():
     with pytest.raises(ConfigError, match=r"\[analysis\]\.memory_budget_mb: one variant of .* needs about [0-9.]+ MiB, "
                                           r"more than the memory budget of 64\.0 MiB"):
         parse_config(text)
-    for bad in ("0", "-1", '"big"', "true"):
+    for bad in ("0", "-1", '"big"', "true", "inf", "nan"):
         with pytest.raises(ConfigError, match=r"\[analysis\]\.memory_budget_mb must be a positive number of MiB"):
             parse_config(_toml(analysis={"memory_budget_mb": bad}))
 

@@ -208,3 +208,13 @@ def test_seq_len_sweep_with_seeds_plots_without_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plot_all(results, tmp_path)
+
+
+def test_a_run_without_swept_settings_draws_its_single_profile(tmp_path):
+    from gradflow.config import parse_config
+    from gradflow.sweep import sweep_results
+
+    results = sweep_results(parse_config("[model]\ninput_size = 2\nhidden_size = 3\n[data]\nseq_len = 8\n"))
+    assert results.dims == ()
+    paths = plot_all(results, tmp_path)
+    assert sorted(p.name for p in paths) == ["lag_profiles.pdf", "lag_profiles.png"]

@@ -20,6 +20,9 @@ def test_slurm_array_variables():
     assert slurm_shard({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"}) == (1, 2)
     with pytest.raises(ValueError, match="outside the array"):
         slurm_shard({**env, "SLURM_ARRAY_TASK_ID": "14"})
+    with pytest.raises(ValueError, match="needs a contiguous array without a step"):
+        slurm_shard({**env, "SLURM_ARRAY_TASK_MAX": "16"})  # --array=10-16:2 has 4 tasks
+    assert slurm_shard({**env, "SLURM_ARRAY_TASK_MAX": "13"}) == (2, 4)
     with pytest.raises(ValueError, match="must be integers"):
         slurm_shard({**env, "SLURM_ARRAY_TASK_ID": "x"})
 

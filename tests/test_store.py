@@ -226,7 +226,7 @@ def test_info_summarises_the_store(small, capsys):
     text = capsys.readouterr().out
     assert f"{small / STORE_NAME}" in text and "progress      6/6 work chunks done" in text
     assert "activation (2), forget_bias (3), weight_scale (2), seed (2), lag (20)" in text
-    assert "nonfinite           6 of 24 variants flagged" in text
+    assert "nonfinite                 true for 6 of 24 variants" in text
     assert "matmul precision default" in text and "jax " in text
 
 
@@ -239,3 +239,30 @@ def test_plot_and_info_of_an_incomplete_store_say_so(tmp_path, capsys):
     assert main(["plot", str(out), "--out", str(tmp_path / "figs")]) == 0
     assert "the store is incomplete (3/6 chunks)" in capsys.readouterr().err
     assert len(os.listdir(tmp_path / "figs")) == 6
+
+
+def test_overwrite_replaces_only_a_different_config_and_resumes_the_same(tmp_path, small):
+    out = tmp_path / "out"
+    run_sweep(parse_config(SMALL), out, share=(0, 2), show_progress=False)
+    # the same config with overwrite (a job array whose script says --overwrite) keeps what is done
+    report = run_sweep(parse_config(SMALL), out, share=(1, 2), overwrite=True, show_progress=False)
+    assert (report.computed, report.done, report.complete) == (3, 6, True)
+    _assert_same_store(out, small)
+    assert not [p for p in os.listdir(out) if p.startswith(".")]  # nothing left aside
+
+
+def test_a_damaged_store_is_refused_with_a_hint_and_replaced_with_overwrite(tmp_path, small):
+    out = tmp_path / "out"
+    run_sweep(parse_config(SMALL), out, show_progress=False)
+    (out / STORE_NAME / ".zmetadata").unlink()
+    with pytest.raises(StoreMismatchError, match="holds no readable gradflow store .* pass --overwrite"):
+        run_sweep(parse_config(SMALL), out, show_progress=False)
+    run_sweep(parse_config(SMALL), out, overwrite=True, show_progress=False)
+    _assert_same_store(out, small)
+
+
+def test_all_false_flags_and_zero_coordinates_are_written_not_left_to_a_fill_value(small):
+    assert (small / STORE_NAME / "nonfinite" / "0.0.0.0").is_file()  # tanh chunk: no variant flagged
+    assert (small / STORE_NAME / "seed" / "0").is_file()
+    ds = xarray.open_zarr(small / STORE_NAME)
+    assert ds.forget_bias.values.tolist() == [-1.0, 0.0, 1.0] and ds.nonfinite.dtype == bool
