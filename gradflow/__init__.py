@@ -7,6 +7,7 @@ from gradflow.flow import WRT, by_lag, decay_rate, horizon, lag_norms, loss_grad
 from gradflow.init import SCHEMES, init_lstm
 from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
 from gradflow.module import LSTM
+from gradflow.collapse_job import collapse_map
 from gradflow.config import load_config, parse_config
 from gradflow.results import open_results
 from gradflow.sweep import run_sweep, sweep_results
@@ -22,6 +23,7 @@ __all__ = [
     "SCHEMES",
     "WRT",
     "by_lag",
+    "collapse_map",
     "decay_rate",
     "horizon",
     "init_lstm",

@@ -26,3 +26,31 @@ def test_bench_flow_quick_runs_and_gradflow_is_finite_where_the_peer_underflows(
             timing = case["methods"][method]
             assert timing["variant_steps_per_s"] > 0 and timing["median_s"] >= timing["best_s"] > 0
     assert record["metadata"]["versions"]["jax"] and record["metadata"]["devices"]
+
+
+def test_bench_sweep_quick_runs_and_records_every_part(tmp_path):
+    env = {**os.environ, "JAX_ENABLE_X64": "0"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_sweep.py"), "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "bench_sweep.json").read_text())
+    assert (tmp_path / "bench_sweep.md").read_text().startswith("# bench_sweep")
+    assert [r["variants"] for r in record["chunk_sizes"]] == [4, 16]
+    for row in record["chunk_sizes"]:
+        assert row["variants_per_s"] > 0 and row["estimate_bytes"] >= row["xla_plan_bytes"]["total_bytes"]
+    assert [r["devices"] for r in record["devices"]] == [1, 2]
+    overhead = record["store_overhead"]
+    assert overhead["variants"] == 45 and overhead["bare_engine_s"] > 0 and overhead["sweep_with_store_s"] > 0
+
+
+def test_bench_train_quick_runs_and_compares_vmapped_with_the_loop(tmp_path):
+    env = {**os.environ, "JAX_ENABLE_X64": "0"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "bench_train.json").read_text())
+    assert (tmp_path / "bench_train.md").read_text().startswith("# bench_train")
+    rows = record["result"]["sizes"]
+    assert [r["variants"] for r in rows] == [1, 4]
+    for row in rows:
+        assert row["vmapped"]["median_s"] > 0 and row["loop"]["median_s"] > 0 and row["vmapped_over_one"] > 0

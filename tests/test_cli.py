@@ -101,7 +101,7 @@ def test_run_summarises_horizons_on_stdout(run):
             f"  horizon_{w}: median {np.median(finite):.0f} steps over {finite.size} variants; "
             f"{never} never fall below 1e-2 within T; 0 non-finite"
         ) in lines
-    assert lines[-1].startswith(f"wrote {run['out'] / 'results.zarr'}, ") and "6 figure files" in lines[-1]
+    assert lines[-1].startswith(f"wrote {run['out'] / 'results.zarr'}, ") and "6 files in" in lines[-1]
 
 
 def test_plot_redraws_the_same_figures_from_stored_results(run, tmp_path, capsys):
