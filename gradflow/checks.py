@@ -6,6 +6,8 @@ arrays, because inside traced code a non-finite value is data, not an error.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,3 +77,18 @@ def check_lstm_inputs(params, xs, h0=None, c0=None) -> int | None:
     for name, a in (("xs", xs), ("params.W", params.W), ("params.U", params.U), ("params.b", params.b), ("h0", h0), ("c0", c0)):
         require_finite(name, a)
     return lead[0] if batched else None
+
+
+def read_npz(path, *, what: str) -> dict:
+    """The arrays of an ``.npz`` file (no pickles); clear errors for a missing or unreadable file.
+
+    ``what`` names the file's role in messages (``"data"``, ``"weights"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err})") from None

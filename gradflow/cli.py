@@ -37,21 +37,54 @@ def _summary(results) -> str:
                 f"  {name}: median {median} steps over {finite.size} variants; "
                 f"{never} never fall below 1e-{results.attrs['config']['analysis']['decades']:g} within T; {bad} non-finite"
             )
+    if "collapsed" in results.data:
+        c = results.data["collapsed"]
+        lines.append(f"  collapsed: {int(c.sum())} of {c.size} variants predict (nearly) the same value for every input; "
+                     f"learned: {int(results.data['learned'].sum())}")
     if "nonfinite" in results.data:
         flagged = int(results.data["nonfinite"].sum())
         lines.append(f"  nonfinite: {flagged} variants with NaN or +inf lag profiles (stored as such, flagged)")
     return "\n".join(lines)
 
 
-def cmd_sweep(args) -> int:
-    from gradflow.config import load_config
+def _load_job(args):
+    """The job of ``gradflow sweep/run`` (lag profiles) or ``gradflow collapse``, validated before any work."""
+    if args.command == "collapse":
+        from gradflow.collapse_config import load_collapse_config
+        from gradflow.collapse_job import CollapseJob
+
+        job = CollapseJob(load_collapse_config(args.config))
+    else:
+        from gradflow.config import load_config
+        from gradflow.sweep import ProfileJob
+
+        job = ProfileJob(load_config(args.config))
+    job.work_chunk_size()  # a budget too small for one variant fails here
+    return job
+
+
+def _plot_store(results, directory: Path) -> list[Path]:
+    """Every figure of a store, by its kind (lag profiles or collapse map)."""
+    if results.attrs.get("title") == "gradflow collapse map":
+        from gradflow.collapse_plot import plot_collapse_all
+
+        return plot_collapse_all(results, directory)
     from gradflow.plot import plot_all
+
+    return plot_all(results, directory)
+
+
+def cmd_sweep(args) -> int:
     from gradflow.processes import initialize_distributed, process_share
     from gradflow.results import Results
     from gradflow.sweep import run_sweep
 
-    config = load_config(args.config)
-    config.work_chunk_size()  # a budget too small for one variant fails here, before any work
+    try:
+        job = _load_job(args)
+    except ValueError as err:  # bad data in an .npz named by a collapse config
+        from gradflow.config import ConfigError
+
+        raise ConfigError(str(err)) from None
     if args.distributed:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     share = process_share(args.shard)
@@ -59,12 +92,12 @@ def cmd_sweep(args) -> int:
     _enable_compilation_cache()
     source = "the embedded default config" if args.config is None else args.config
     part = f" (share {share[0]}/{share[1]})" if share[1] > 1 else ""
-    print(f"gradflow {args.command}: {config.grid.size * len(config.specs())} variants from {source} -> "
+    print(f"gradflow {args.command}: {job.grid.size * job.n_specs()} variants from {source} -> "
           f"{out / 'results.zarr'}{part}", file=sys.stderr)
     start = time.perf_counter()
-    report = run_sweep(config, out, share=share, overwrite=args.overwrite, show_progress=not args.quiet)
+    report = run_sweep(job, out, share=share, overwrite=args.overwrite, show_progress=not args.quiet)
     if not (out / "config.toml").exists() or args.overwrite:
-        (out / "config.toml").write_text(config.source)
+        (out / "config.toml").write_text(job.source)
     resumed = f", {report.skipped} already done" if report.skipped else ""
     print(f"computed {report.computed} work chunks{resumed} in {report.seconds:.1f} s; "
           f"store {report.done}/{report.total} chunks done", file=sys.stderr)
@@ -73,15 +106,14 @@ def cmd_sweep(args) -> int:
               f"'gradflow plot {out}' once they are done)")
         return 0
     results = Results.load(out)
-    figures = [] if args.no_plot else plot_all(results, out / "figures")
+    figures = [] if args.no_plot else _plot_store(results, out / "figures")
     print(_summary(results))
-    print(f"wrote {report.path}, {out / 'config.toml'} and {len(figures)} figure files in {out / 'figures'} "
+    print(f"wrote {report.path}, {out / 'config.toml'} and {len(figures)} files in {out / 'figures'} "
           f"({time.perf_counter() - start:.1f} s)")
     return 0
 
 
 def cmd_plot(args) -> int:
-    from gradflow.plot import plot_all
     from gradflow.results import Results
     from gradflow.store import progress_of
 
@@ -90,7 +122,7 @@ def cmd_plot(args) -> int:
     if done < total:
         print(f"gradflow plot: warning: the store is incomplete ({done}/{total} chunks); missing values are blank",
               file=sys.stderr)
-    figures = plot_all(results, Path(args.out) if args.out else Path(args.dir) / "figures")
+    figures = _plot_store(results, Path(args.out) if args.out else Path(args.dir) / "figures")
     print("\n".join(str(p) for p in figures))
     return 0
 
@@ -99,6 +131,43 @@ def cmd_info(args) -> int:
     from gradflow.info import describe_store
 
     print(describe_store(args.dir))
+    return 0
+
+
+def _threshold(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threshold must be NAME=NUMBER; got {text!r}") from None
+
+
+def cmd_diagnose(args) -> int:
+    from gradflow.diagnose_report import summary, to_json, write_report
+
+    thresholds = dict(args.threshold or [])
+    if args.config is not None:
+        if args.weights or args.data:
+            raise ValueError("--config describes a training setup; give it alone, or --weights with --data")
+        from gradflow.counterfactual import diagnose_setup
+
+        _enable_compilation_cache()
+        diagnosis = diagnose_setup(args.config, thresholds=thresholds, show_progress=not (args.quiet or args.json))
+    else:
+        if not (args.weights and args.data):
+            raise ValueError("gradflow diagnose needs --weights MODEL.npz and --data DATA.npz (or --config SETUP.toml)")
+        from gradflow.diagnose import diagnose_model
+        from gradflow.tasks import load_task
+        from gradflow.weights import load_model
+
+        model, task = load_model(args.weights), load_task(args.data)
+        diagnosis = diagnose_model(model, task, activation=args.activation, head=args.head, thresholds=thresholds)
+    report = write_report(diagnosis, args.out)
+    if args.json:
+        print(to_json(diagnosis))
+    else:
+        print(summary(diagnosis))
+        print(f"report: {report}")
     return 0
 
 
@@ -138,10 +207,30 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="'sweep' of a config, the embedded default if none is given")
     run.add_argument("config", nargs="?", default=None, help="TOML config file (default: the embedded default)")
     _add_sweep_arguments(run)
+    collapse = sub.add_parser("collapse", help="train every variant of a collapse config and map where output collapse "
+                              "begins (DIR/results.zarr; resumes; shards over processes)")
+    collapse.add_argument("config", nargs="?", default=None,
+                          help="TOML collapse config (default: the embedded example, recall task)")
+    _add_sweep_arguments(collapse)
     plot = sub.add_parser("plot", help="redraw every figure from stored results")
     plot.add_argument("dir", help="a directory written by 'gradflow sweep' or 'gradflow run'")
     plot.add_argument("--out", default=None, help="figure directory (default: DIR/figures)")
     plot.set_defaults(func=cmd_plot)
+    diagnose = sub.add_parser("diagnose", help="why does my LSTM output the same value? checks with evidence, "
+                              "from trained weights and data, or by training a setup against its remedies")
+    diagnose.add_argument("--weights", help="MODEL.npz: Keras kernel/recurrent_kernel/bias (or PyTorch weight_ih_l0...)"
+                          ", optional head_kernel/head_bias")
+    diagnose.add_argument("--data", help="DATA.npz with X (N, T, D) and y (N,) or (N, k)")
+    diagnose.add_argument("--config", help="SETUP.toml: a training setup to diagnose by training it beside its remedies")
+    diagnose.add_argument("--activation", default="tanh", help="cell activation of the weights (default tanh)")
+    diagnose.add_argument("--head", choices=("sigmoid", "softmax", "linear"), default=None,
+                          help="how the head is applied (default: from the labels)")
+    diagnose.add_argument("--threshold", action="append", type=_threshold, metavar="NAME=VALUE",
+                          help="override a documented threshold (repeatable)")
+    diagnose.add_argument("--out", default="gradflow-diagnosis", help="report directory (default gradflow-diagnosis)")
+    diagnose.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the summary")
+    diagnose.add_argument("--quiet", action="store_true", help="no progress output")
+    diagnose.set_defaults(func=cmd_diagnose)
     info = sub.add_parser("info", help="summarise a results store: config, progress, environment, variables")
     info.add_argument("dir", help="a directory written by 'gradflow sweep' or 'gradflow run'")
     info.set_defaults(func=cmd_info)
@@ -155,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError) as err:
+        print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        if args.command != "diagnose":  # elsewhere a ValueError is a bug, not bad input: let it show
+            raise
         print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gradflow.collapse import THRESHOLDS
-from gradflow.config import MAX_SEED, ConfigError, _ints, _names, _values
+from gradflow.config import MAX_SEED, ConfigError, _ints, _names, _values, read_tables
 from gradflow.init import SCHEMES
 from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS
 from gradflow.train import OPTIMIZERS, TRAIN_DEFAULTS, TrainGrid
@@ -112,22 +111,7 @@ def parse_collapse_config(text: str, *, source_name: str = "config", base_dir: P
       >>> cfg.shape_axes["seq_len"], cfg.grid.shape
       ((5, 20, 80), (7, 2, 1))
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source_name} is not valid TOML: {err}") from None
-    unknown = sorted(set(raw) - set(SCHEMA))
-    if unknown:
-        raise ConfigError(f"{source_name}: unknown table(s) {unknown}; allowed tables are {list(SCHEMA)}")
-    t: dict[str, dict[str, Any]] = {}
-    for table, schema in SCHEMA.items():
-        given = raw.get(table, {})
-        if not isinstance(given, dict):
-            raise ConfigError(f"{source_name}: [{table}] must be a table")
-        extra = sorted(set(given) - set(schema))
-        if extra:
-            raise ConfigError(f"[{table}]: unknown key(s) {extra}; allowed keys are {sorted(schema)}")
-        t[table] = {**schema, **given}
+    raw, t = read_tables(text, SCHEMA, source_name=source_name, required=False)
     task = t["task"]
     if task["name"] is None:
         raise ConfigError(f"[task].name is required: one of {list(TASK_NAMES)}")

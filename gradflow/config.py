@@ -184,6 +184,36 @@ def _names(where: str, values: list, allowed) -> tuple[str, ...]:
     return tuple(values)
 
 
+def read_tables(text: str, schema: dict[str, dict[str, Any]], *, source_name: str,
+                required: bool = True) -> tuple[dict, dict[str, dict[str, Any]]]:
+    """TOML ``text`` as ``(raw, tables)``: each table of ``schema`` with its defaults filled in.
+
+    Raises :class:`ConfigError` on invalid TOML, unknown tables or keys (listing the allowed ones), a
+    table that is not a table and, with ``required``, a missing key whose default is None.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source_name} is not valid TOML: {err}") from None
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise ConfigError(f"{source_name}: unknown table(s) {unknown}; allowed tables are {list(schema)}")
+    tables: dict[str, dict[str, Any]] = {}
+    for table, keys in schema.items():
+        given = raw.get(table, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source_name}: [{table}] must be a table")
+        extra = sorted(set(given) - set(keys))
+        if extra:
+            raise ConfigError(f"[{table}]: unknown key(s) {extra}; allowed keys are {sorted(keys)}")
+        if required:
+            for key, default in keys.items():
+                if default is None and key not in given:
+                    raise ConfigError(f"[{table}].{key} is required")
+        tables[table] = {**keys, **given}
+    return raw, tables
+
+
 def parse_config(text: str, *, source_name: str = "config") -> Config:
     """Parse and validate TOML text into a :class:`Config`; :class:`ConfigError` names the bad key.
 
@@ -192,25 +222,7 @@ def parse_config(text: str, *, source_name: str = "config") -> Config:
       >>> cfg.grid.shape, cfg.shape_axes["hidden_size"]
       ((25, 13, 3), (32,))
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source_name} is not valid TOML: {err}") from None
-    unknown = sorted(set(raw) - set(SCHEMA))
-    if unknown:
-        raise ConfigError(f"{source_name}: unknown table(s) {unknown}; allowed tables are {list(SCHEMA)}")
-    tables: dict[str, dict[str, Any]] = {}
-    for table, schema in SCHEMA.items():
-        given = raw.get(table, {})
-        if not isinstance(given, dict):
-            raise ConfigError(f"{source_name}: [{table}] must be a table")
-        unknown = sorted(set(given) - set(schema))
-        if unknown:
-            raise ConfigError(f"[{table}]: unknown key(s) {unknown}; allowed keys are {sorted(schema)}")
-        for key, default in schema.items():
-            if default is None and key not in given:
-                raise ConfigError(f"[{table}].{key} is required")
-        tables[table] = {**schema, **given}
+    raw, tables = read_tables(text, SCHEMA, source_name=source_name)
 
     model, data, analysis = tables["model"], tables["data"], tables["analysis"]
     input_size = model["input_size"]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gradflow.checks import read_npz
+
 KINDS = ("binary", "multiclass", "regression")
 
 
@@ -112,13 +114,7 @@ def load_task(path: str | Path, *, name: str | None = None, lag: int | None = No
         value, or a different N in ``X`` and ``y``; the message names the key and what was expected.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from None
+    arrays = read_npz(path, what="data")
     return task_from_arrays(arrays, name=name or path.stem, lag=lag, where=str(path))
 
 

@@ -1,0 +1,304 @@
+r"""Diagnose a trained LSTM: "why does my model output the same value?" answered by measurement.
+
+Each check returns a status (``ok``, ``warn``, ``fail``) with its evidence; the thresholds are
+:data:`THRESHOLDS` (override any of them). Checks (the fixed vocabulary :data:`CHECKS`):
+
+- ``output_collapse``: standard deviation of the predictions over the inputs divided by that of the
+  targets (``spread_ratio``; fail below ``collapse_spread``, warn below ``collapse_spread_warn``), with
+  the loss against the best constant predictor.
+- ``vanishing_gradients`` / ``exploding_gradients``: the lag profile ``log10 ||dh_T/dh_t||`` (mean over
+  up to 16 input sequences): fail if it is below ``-vanishing_decades`` at lag T - 1 (the first input
+  cannot be learned from), or above ``exploding_decades`` anywhere; decay rate and horizon as evidence.
+- ``gate_saturation``: fraction of sigmoid gate values outside [0.05, 0.95] and of ``|g| > 0.95``, per gate,
+  over time and inputs; fail if a gate is saturated more than ``saturation`` of the time.
+- ``dead_units``: fraction of hidden units with ``|h_t| < 1e-6`` at every step of every input (a relu
+  cell whose candidate never opens); fail above ``dead_units``.
+- ``weight_norms``: root-mean-square of kernel and recurrent kernel against their Glorot-uniform and
+  orthogonal initial scales; fail if both are below ``weight_ratio`` of it (over-regularised).
+- ``data_variability``: label balance and entropy, feature variance over inputs, data size; fail on
+  constant labels or inputs, warn on a minority class under ``minority_rate`` or fewer than
+  ``min_samples`` sequences.
+
+With a training setup (:mod:`gradflow.counterfactual`) two more checks run on the training itself:
+
+- ``loss_plateau``: the training loss of the last tenth of the steps improves on the first tenth by
+  less than ``plateau_improvement`` (relative).
+- ``learning_rate``: ``||update|| / ||weights||`` per step: fail as ``too_high`` if it ever exceeds
+  ``update_ratio_high`` (averaged over a checkpoint segment) or the loss diverges, as ``too_low`` if its
+  median is below ``update_ratio_low``.
+
+``likely_causes`` names causes from :data:`CAUSES` for every failing check (and warnings on the data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradflow.collapse import constant_loss, target_spread
+from gradflow.flow import by_lag, decay_rate, horizon, lag_norms
+from gradflow.model import lstm_gates, unroll
+from gradflow.saturation import GATE_NAMES, saturated
+from gradflow.tasks import Task
+from gradflow.weights import TrainedModel
+
+CHECKS = ("output_collapse", "vanishing_gradients", "exploding_gradients", "gate_saturation", "dead_units",
+          "weight_norms", "data_variability", "loss_plateau", "learning_rate")
+CAUSES = ("vanishing_gradients", "exploding_gradients", "gate_saturation", "dead_units", "learning_rate_too_low",
+          "learning_rate_too_high", "loss_plateau", "no_signal_in_data", "too_little_data", "over_regularization")
+HEADS = ("sigmoid", "softmax", "linear")
+
+THRESHOLDS: dict[str, float] = {
+    "collapse_spread": 0.1,
+    "collapse_spread_warn": 0.3,
+    "vanishing_decades": 10.0,
+    "vanishing_decades_warn": 5.0,
+    "exploding_decades": 5.0,
+    "saturation": 0.5,
+    "saturation_warn": 0.2,
+    "dead_units": 0.25,
+    "dead_units_warn": 0.05,
+    "weight_ratio": 0.1,
+    "weight_ratio_warn": 0.3,
+    "minority_rate": 0.05,
+    "minority_rate_warn": 0.2,
+    "min_samples": 100,
+    "plateau_improvement": 0.05,
+    "update_ratio_low": 1e-5,
+    "update_ratio_high": 0.1,
+}
+
+#: Sequences used for the lag profile and the gate statistics (the first ones of the data).
+PROFILE_SEQUENCES = 16
+GATE_SEQUENCES = 256
+
+
+def _status(value: float, fail: float, warn: float, *, below: bool) -> str:
+    if not np.isfinite(value):
+        return "fail"
+    if below:
+        return "fail" if value < fail else "warn" if value < warn else "ok"
+    return "fail" if value > fail else "warn" if value > warn else "ok"
+
+
+def predict(model: TrainedModel, X: np.ndarray, *, activation: str, head: str) -> np.ndarray:
+    """Predictions for X (N, T, D): probabilities (sigmoid: of class 1; softmax: all), values (linear), or
+    ``h_T`` itself when the model has no head."""
+    params = jax.tree.map(jnp.asarray, model.params)
+    h_last = np.asarray(jax.vmap(lambda xs: unroll(params, xs, activation=activation).h[-1])(jnp.asarray(X)))
+    if model.head_kernel is None:
+        return h_last
+    logits = h_last @ model.head_kernel + model.head_bias[None]
+    if head == "sigmoid":
+        return np.asarray(jax.nn.sigmoid(jnp.asarray(logits[:, 0])))  # no overflow warnings for huge logits
+    if head == "softmax":
+        return np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
+    return logits[:, 0] if logits.shape[1] == 1 else logits
+
+
+def _loss(head: str, pred: np.ndarray, y: np.ndarray) -> float:
+    eps = 1e-7
+    if head == "sigmoid":
+        p = np.clip(pred, eps, 1 - eps)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    if head == "softmax":
+        return float(-np.mean(np.sum(y * np.log(np.clip(pred, eps, 1)), axis=1)))
+    return float(np.mean((pred.reshape(y.shape) - y) ** 2))
+
+
+def check_output_collapse(model, task: Task, *, activation, head, t) -> dict:
+    pred = predict(model, task.X, activation=activation, head=head)
+    flat = pred.reshape(len(pred), -1)
+    spread = float(np.mean(flat.std(0)))
+    if model.head_kernel is None:  # no head: judge h_T against its own scale
+        scale = float(np.sqrt(np.mean(flat**2))) or 1e-12
+        ratio, note = spread / scale, "no output head: spread of h_T over inputs relative to its RMS"
+        loss_ratio = float("nan")
+    else:
+        ratio = spread / max(target_spread(task.y), 1e-12)
+        note = "standard deviation of the predictions over inputs / that of the targets"
+        loss_ratio = _loss(head, pred, task.y) / max(constant_loss(task.kind, task.y), 1e-12)
+    return {
+        "status": _status(ratio, t["collapse_spread"], t["collapse_spread_warn"], below=True),
+        "spread_ratio": ratio, "prediction_std": spread, "prediction_mean": float(np.mean(flat)),
+        "loss_ratio_to_best_constant": loss_ratio, "note": note,
+    }
+
+
+def lag_profile(model: TrainedModel, X: np.ndarray, *, activation: str) -> np.ndarray:
+    """Mean over the first :data:`PROFILE_SEQUENCES` sequences of ``log10 ||dh_T/dh_{T-lag}||``, by lag 1..T."""
+    params = jax.tree.map(jnp.asarray, model.params)
+    xs = jnp.asarray(X[:PROFILE_SEQUENCES])
+    profiles = jax.vmap(lambda x: by_lag(lag_norms(params, x, activation=activation, wrt="h")))(xs)
+    return np.asarray(jnp.mean(profiles, axis=0))
+
+
+def check_gradients(profile: np.ndarray, *, t) -> tuple[dict, dict]:
+    T = profile.shape[0]
+    at_first = float(profile[-1])
+    rate = float(decay_rate(jnp.asarray(profile[::-1])))
+    reach = float(horizon(jnp.asarray(profile[::-1]), decades=t["vanishing_decades"]))
+    vanishing = {
+        "status": _status(at_first, -t["vanishing_decades"], -t["vanishing_decades_warn"], below=True),
+        "log10_norm_at_lag_T_minus_1": at_first, "decay_rate_decades_per_step": rate,
+        "horizon_steps": reach if math.isfinite(reach) else "beyond T", "seq_len": T,
+    }
+    peak = float(np.max(profile))
+    exploding = {
+        "status": _status(peak, t["exploding_decades"], t["exploding_decades"] / 2, below=False),
+        "max_log10_norm": peak, "lag_of_max": int(np.argmax(profile)) + 1, "decay_rate_decades_per_step": rate,
+    }
+    return vanishing, exploding
+
+
+def gate_statistics(model: TrainedModel, X: np.ndarray, *, activation: str) -> dict[str, np.ndarray]:
+    """Saturated fraction per gate and step (T,) over the first :data:`GATE_SEQUENCES` inputs, the gate
+    values themselves (for histograms), and each unit's largest |h_t|."""
+    params = jax.tree.map(jnp.asarray, model.params)
+    xs = jnp.asarray(X[:GATE_SEQUENCES])
+    gates = jax.vmap(lambda x: lstm_gates(params, x, activation=activation))(xs)
+    masks = saturated(gates)
+    h = jax.vmap(lambda x: unroll(params, x, activation=activation).h)(xs)
+    return {
+        "per_step": {g: np.asarray(jnp.mean(masks[g], axis=(0, 2))) for g in GATE_NAMES},
+        "values": {g: np.asarray(v) for g, v in zip(GATE_NAMES, gates)},
+        "max_abs_h": np.asarray(jnp.max(jnp.abs(h), axis=(0, 1))),
+    }
+
+
+def check_saturation(stats: dict, *, t) -> dict:
+    fractions = {g: float(np.mean(v)) for g, v in stats["per_step"].items()}
+    worst = max(fractions, key=fractions.get)
+    return {"status": _status(fractions[worst], t["saturation"], t["saturation_warn"], below=False),
+            "fraction_saturated": fractions, "most_saturated_gate": worst,
+            "bounds": "sigmoid gates outside [0.05, 0.95]; |g| > 0.95"}
+
+
+def check_dead_units(stats: dict, *, t) -> dict:
+    dead = stats["max_abs_h"] < 1e-6
+    fraction = float(np.mean(dead))
+    return {"status": _status(fraction, t["dead_units"], t["dead_units_warn"], below=False),
+            "fraction_dead": fraction, "dead_units": np.flatnonzero(dead).tolist()}
+
+
+def check_weight_norms(model: TrainedModel, *, t) -> dict:
+    D, H = model.input_size, model.hidden_size
+    rms_w = float(np.sqrt(np.mean(model.params.W**2)))
+    rms_u = float(np.sqrt(np.mean(model.params.U**2)))
+    init_w = math.sqrt(2.0 / (D + 4 * H))  # Glorot uniform over (D, 4H)
+    init_u = 1.0 / math.sqrt(H)  # orthogonal (H, H) blocks
+    ratio = max(rms_w / init_w, rms_u / init_u)
+    return {"status": _status(ratio, t["weight_ratio"], t["weight_ratio_warn"], below=True),
+            "kernel_rms": rms_w, "kernel_initial_rms": init_w, "recurrent_kernel_rms": rms_u,
+            "recurrent_kernel_initial_rms": init_u, "largest_ratio_to_initial": ratio}
+
+
+def check_data(task: Task, *, t) -> dict:
+    y = task.y.reshape(task.n, -1)
+    feature_std = float(np.mean(task.X.reshape(task.n, -1).std(0)))
+    evidence: dict[str, Any] = {"n": task.n, "seq_len": task.seq_len, "features": task.input_size, "kind": task.kind,
+                                "feature_std_over_inputs": feature_std}
+    problems = []
+    if task.kind in ("binary", "multiclass"):
+        freq = y.mean(0) if task.kind == "multiclass" else np.array([1 - y.mean(), y.mean()])
+        entropy = float(-(freq[freq > 0] * np.log2(freq[freq > 0])).sum())
+        evidence.update(class_frequencies=freq.tolist(), label_entropy_bits=entropy, minority_rate=float(freq.min()))
+        if freq.max() == 1:
+            problems.append(("fail", "every label is the same"))
+        elif freq.min() < t["minority_rate"]:
+            problems.append(("fail", f"minority class below {t['minority_rate']:g}"))
+        elif freq.min() < t["minority_rate_warn"]:
+            problems.append(("warn", f"minority class below {t['minority_rate_warn']:g}"))
+    else:
+        evidence["target_std"] = float(y.std(0).mean())
+        if evidence["target_std"] == 0:
+            problems.append(("fail", "every target is the same"))
+    if feature_std < 1e-8:
+        problems.append(("fail", "the inputs do not vary"))
+    if task.n < t["min_samples"]:
+        problems.append(("warn", f"only {task.n} sequences (fewer than {t['min_samples']:g})"))
+    status = "fail" if any(s == "fail" for s, _ in problems) else "warn" if problems else "ok"
+    evidence.update(status=status, problems=[p for _, p in problems])
+    return evidence
+
+
+@dataclasses.dataclass
+class Diagnosis:
+    """Checks with their evidence, the collapse verdict and the likely causes; ``extras`` feed the report."""
+
+    collapsed: bool
+    checks: dict[str, dict]
+    likely_causes: list[str]
+    thresholds: dict[str, float]
+    extras: dict = dataclasses.field(default_factory=dict, repr=False)
+    remedies: dict | None = None  # counterfactual diagnosis: remedy -> outcome
+
+    def to_json(self) -> dict:
+        out = {"collapsed": self.collapsed, "checks": self.checks, "likely_causes": self.likely_causes,
+               "thresholds": self.thresholds}
+        if self.remedies is not None:
+            out["remedies"] = self.remedies
+        return out
+
+
+def likely_causes(checks: Mapping[str, dict]) -> list[str]:
+    """Causes (from :data:`CAUSES`) that the checks' statuses point to, most direct first."""
+    causes = []
+    direct = {"vanishing_gradients": "vanishing_gradients", "exploding_gradients": "exploding_gradients",
+              "gate_saturation": "gate_saturation", "dead_units": "dead_units", "weight_norms": "over_regularization",
+              "loss_plateau": "loss_plateau"}
+    for check, cause in direct.items():
+        if checks.get(check, {}).get("status") == "fail":
+            causes.append(cause)
+    lr = checks.get("learning_rate", {})
+    if lr.get("status") == "fail":
+        causes.append("learning_rate_too_high" if lr.get("direction") == "too_high" else "learning_rate_too_low")
+    data = checks.get("data_variability", {})
+    problems = " ".join(data.get("problems", []))
+    if data.get("status") == "fail" or data.get("label_shuffle_control") == "no difference":
+        causes.append("no_signal_in_data")
+    if "sequences (fewer than" in problems:
+        causes.append("too_little_data")
+    return list(dict.fromkeys(causes))
+
+
+def diagnose_model(
+    model: TrainedModel, task: Task, *, activation: str = "tanh", head: str | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> Diagnosis:
+    """Run every static check on ``model`` with the data of ``task``."""
+    t = {**THRESHOLDS, **(thresholds or {})}
+    unknown = sorted(set(thresholds or {}) - set(THRESHOLDS))
+    if unknown:
+        raise ValueError(f"unknown threshold(s) {unknown}; known: {sorted(THRESHOLDS)}")
+    head = head or {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}[task.kind]
+    if head not in HEADS:
+        raise ValueError(f"head={head!r} is not known; expected one of {list(HEADS)}")
+    if model.input_size != task.input_size:
+        raise ValueError(f"the weights take {model.input_size} input features but the data X has "
+                         f"{task.input_size} (X shape {task.X.shape})")
+    if model.head_kernel is not None and model.head_kernel.shape[1] != task.output_size:
+        raise ValueError(f"the head has {model.head_kernel.shape[1]} outputs but y has {task.output_size} "
+                         f"(y shape {task.y.shape})")
+    with jax.numpy_dtype_promotion("standard"):
+        profile = lag_profile(model, task.X, activation=activation)
+        stats = gate_statistics(model, task.X, activation=activation)
+        collapse = check_output_collapse(model, task, activation=activation, head=head, t=t)
+    vanishing, exploding = check_gradients(profile, t=t)
+    checks = {
+        "output_collapse": collapse,
+        "vanishing_gradients": vanishing,
+        "exploding_gradients": exploding,
+        "gate_saturation": check_saturation(stats, t=t),
+        "dead_units": check_dead_units(stats, t=t),
+        "weight_norms": check_weight_norms(model, t=t),
+        "data_variability": check_data(task, t=t),
+    }
+    extras = {"profile": profile, "gates": stats, "predictions": predict(model, task.X, activation=activation, head=head),
+              "head": head, "activation": activation}
+    return Diagnosis(collapse["status"] == "fail", checks, likely_causes(checks), t, extras)

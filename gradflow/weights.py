@@ -1,0 +1,97 @@
+"""Trained LSTM weights from ``.npz`` files: the Keras layout, or PyTorch ``nn.LSTM`` state-dict names.
+
+Keras: ``kernel`` (D, 4H), ``recurrent_kernel`` (H, 4H), ``bias`` (4H,), gates in the order
+(input, forget, cell, output). PyTorch: ``weight_ih_l0`` (4H, D), ``weight_hh_l0`` (4H, H),
+``bias_ih_l0`` and ``bias_hh_l0`` (4H,), gates (input, forget, cell, output) too; gradflow uses
+``W = weight_ih.T``, ``U = weight_hh.T``, ``b = bias_ih + bias_hh``. Either may carry a dense output
+head ``head_kernel`` (H, k) and ``head_bias`` (k,).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from gradflow.checks import read_npz
+from gradflow.model import LSTMParams
+
+KERAS_KEYS = ("kernel", "recurrent_kernel", "bias")
+TORCH_KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """An LSTM with an optional dense head (numpy, float32), and the layout it came in."""
+
+    params: LSTMParams
+    head_kernel: np.ndarray | None
+    head_bias: np.ndarray | None
+    layout: str
+
+    @property
+    def hidden_size(self) -> int:
+        return self.params.U.shape[0]
+
+    @property
+    def input_size(self) -> int:
+        return self.params.W.shape[0]
+
+
+def _array(arrays: dict, key: str, shape: tuple, where: str, expected: str) -> np.ndarray:
+    if key not in arrays:
+        raise ValueError(f"{where}: missing key {key!r}, expected {expected}; found {sorted(arrays)}")
+    a = np.asarray(arrays[key])
+    if not np.issubdtype(a.dtype, np.number) or a.dtype == bool:
+        raise ValueError(f"{where}: {key} must be numeric {expected}; got dtype {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{where}: {key} must have shape {expected} = {shape}; got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{where}: {key} holds {int((~np.isfinite(a)).sum())} non-finite values")
+    return a.astype(np.float32)
+
+
+def model_from_arrays(arrays: dict, *, where: str = "weights") -> TrainedModel:
+    """A :class:`TrainedModel` from Keras- or PyTorch-named arrays, validated (errors name the key and shape)."""
+    if "kernel" in arrays or "recurrent_kernel" in arrays:
+        layout = "keras"
+        if "recurrent_kernel" not in arrays or np.ndim(arrays["recurrent_kernel"]) != 2:
+            raise ValueError(f"{where}: recurrent_kernel must have shape (H, 4H)"
+                             + ("" if "recurrent_kernel" in arrays else f"; missing (found {sorted(arrays)})"))
+        H = np.shape(arrays["recurrent_kernel"])[0]
+        D = np.shape(arrays["kernel"])[0] if "kernel" in arrays and np.ndim(arrays["kernel"]) == 2 else -1
+        U = _array(arrays, "recurrent_kernel", (H, 4 * H), where, "(H, 4H)")
+        W = _array(arrays, "kernel", (max(D, 0), 4 * H), where, "(D, 4H)")
+        b = _array(arrays, "bias", (4 * H,), where, "(4H,)")
+    elif any(k in arrays for k in TORCH_KEYS):
+        layout = "pytorch"
+        if "weight_hh_l0" not in arrays or np.ndim(arrays["weight_hh_l0"]) != 2:
+            raise ValueError(f"{where}: weight_hh_l0 must have shape (4H, H)"
+                             + ("" if "weight_hh_l0" in arrays else f"; missing (found {sorted(arrays)})"))
+        H = np.shape(arrays["weight_hh_l0"])[1]
+        D = np.shape(arrays["weight_ih_l0"])[1] if "weight_ih_l0" in arrays and np.ndim(arrays["weight_ih_l0"]) == 2 else -1
+        U = _array(arrays, "weight_hh_l0", (4 * H, H), where, "(4H, H)").T
+        W = _array(arrays, "weight_ih_l0", (4 * H, max(D, 0)), where, "(4H, D)").T
+        b = _array(arrays, "bias_ih_l0", (4 * H,), where, "(4H,)") + _array(arrays, "bias_hh_l0", (4 * H,), where, "(4H,)")
+    else:
+        raise ValueError(f"{where}: no LSTM weights found; expected Keras keys {list(KERAS_KEYS)} or PyTorch keys "
+                         f"{list(TORCH_KEYS)}; found {sorted(arrays)}")
+    if W.shape[0] < 1:
+        raise ValueError(f"{where}: the input kernel must have at least one input feature; got {W.shape}")
+    head_kernel = head_bias = None
+    if "head_kernel" in arrays:
+        k = np.shape(arrays["head_kernel"])[-1] if np.ndim(arrays["head_kernel"]) == 2 else -1
+        head_kernel = _array(arrays, "head_kernel", (H, max(k, 0)), where, "(H, k)")
+        head_bias = (_array(arrays, "head_bias", (k,), where, "(k,)") if "head_bias" in arrays
+                     else np.zeros(k, np.float32))
+    elif "head_bias" in arrays:
+        raise ValueError(f"{where}: head_bias given without head_kernel (H, k)")
+    return TrainedModel(LSTMParams(np.ascontiguousarray(W), np.ascontiguousarray(U), b), head_kernel, head_bias, layout)
+
+
+def load_model(path: str | Path) -> TrainedModel:
+    """Read and validate an ``.npz`` of LSTM weights (see the module docstring)."""
+    path = Path(path)
+    arrays = read_npz(path, what="weights")
+    return model_from_arrays(arrays, where=str(path))

@@ -1,0 +1,139 @@
+"""Every check detects a model built to fail it, a healthy trained model passes, and the command line
+prints one JSON object in the documented vocabulary."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradflow as gf
+from gradflow.cli import main
+from gradflow.diagnose import CAUSES, CHECKS, diagnose_model
+from gradflow.tasks import recall_task, split, task_from_arrays
+from gradflow.train import TrainGrid, TrainSpec, settings_arrays, train_data, train_variants
+from gradflow.weights import TrainedModel, model_from_arrays
+
+H, D, T = 8, 2, 30
+TASK = recall_task(200, seq_len=T, features=D, seed=0)
+
+
+def _model(*, scale=1.0, bias=(0.0, 1.0, 0.0, 0.0), recurrent=1.0, head=True, seed=0):
+    p = gf.init_lstm(jax.random.key(seed), D, H, scheme="glorot_uniform", dtype=jnp.float32)
+    b = np.concatenate([np.full(H, v, np.float32) for v in bias])
+    head_kernel = np.random.default_rng(seed).normal(size=(H, 1)).astype(np.float32) if head else None
+    return TrainedModel(gf.LSTMParams(np.asarray(p.W) * scale, np.asarray(p.U) * scale * recurrent, b), head_kernel,
+                        np.zeros(1, np.float32) if head else None, "test")
+
+
+def _statuses(d):
+    return {name: check["status"] for name, check in d.checks.items()}
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    """An LSTM trained on a recall task it can learn (T = 6)."""
+    task = recall_task(256, seq_len=6, features=D, seed=1)
+    train, val = split(task)
+    spec = TrainSpec.for_task(task, hidden_size=H, steps=200, batch_size=32, checkpoints=1, grad_probe=1)
+    with jax.numpy_dtype_promotion("standard"):
+        out = train_variants(spec, settings_arrays(TrainGrid(learning_rate=[0.02], seed=[0]).values()),
+                             train_data(train, val))
+    m = jax.tree.map(lambda a: np.asarray(a[0], np.float32), out["final_model"])
+    return TrainedModel(m.lstm, m.kernel, m.bias, "trained"), task
+
+
+def test_a_healthy_trained_model_is_not_flagged(healthy):
+    model, val = healthy
+    d = diagnose_model(model, val)
+    assert not d.collapsed and d.likely_causes == []
+    assert "fail" not in _statuses(d).values(), _statuses(d)  # trained gates may saturate somewhat: warn at most
+    assert d.checks["output_collapse"]["spread_ratio"] > 0.5
+    assert d.checks["output_collapse"]["loss_ratio_to_best_constant"] < 0.5
+
+
+def test_saturated_gates_are_detected():
+    d = diagnose_model(_model(bias=(8.0, 8.0, 8.0, 8.0)), TASK)
+    assert d.checks["gate_saturation"]["status"] == "fail" and "gate_saturation" in d.likely_causes
+    assert min(d.checks["gate_saturation"]["fraction_saturated"].values()) > 0.9
+
+
+def test_shrunken_weights_are_detected_as_over_regularisation():
+    d = diagnose_model(_model(scale=0.01), TASK)
+    assert d.checks["weight_norms"]["status"] == "fail" and "over_regularization" in d.likely_causes
+    unscaled = diagnose_model(_model(), TASK).checks["weight_norms"]
+    assert unscaled["status"] == "ok" and 0.8 < unscaled["largest_ratio_to_initial"] < 1.25  # at its initial scale
+    assert d.checks["weight_norms"]["largest_ratio_to_initial"] == pytest.approx(0.01 * unscaled["largest_ratio_to_initial"], rel=1e-5)
+
+
+def test_dead_relu_units_are_detected_and_the_output_collapses():
+    d = diagnose_model(_model(bias=(0.0, 1.0, -20.0, 0.0)), TASK, activation="relu")
+    assert d.checks["dead_units"]["status"] == "fail" and d.checks["dead_units"]["fraction_dead"] == 1.0
+    assert d.collapsed and d.checks["output_collapse"]["spread_ratio"] == 0.0
+    assert d.likely_causes[:1] == ["dead_units"] or "dead_units" in d.likely_causes
+
+
+def test_vanishing_and_exploding_gradients_are_detected():
+    vanishing = diagnose_model(_model(bias=(0.0, -10.0, 0.0, 0.0), recurrent=0.1), TASK)
+    assert vanishing.checks["vanishing_gradients"]["status"] == "fail"
+    assert vanishing.checks["vanishing_gradients"]["log10_norm_at_lag_T_minus_1"] < -10
+    exploding = diagnose_model(_model(bias=(10.0, 10.0, 0.0, 10.0), recurrent=6.0), TASK, activation="linear")
+    assert exploding.checks["exploding_gradients"]["status"] == "fail"
+    assert exploding.checks["exploding_gradients"]["max_log10_norm"] > 5
+    assert "exploding_gradients" in exploding.likely_causes and "vanishing_gradients" in vanishing.likely_causes
+
+
+def test_labels_without_signal_and_too_little_data_are_detected():
+    constant = task_from_arrays({"X": TASK.X, "y": np.ones(TASK.n)}, name="constant")
+    d = diagnose_model(_model(), constant)
+    assert d.checks["data_variability"]["status"] == "fail" and "no_signal_in_data" in d.likely_causes
+    few = task_from_arrays({"X": TASK.X[:20], "y": TASK.y[:20]}, name="few")
+    d = diagnose_model(_model(), few)
+    assert d.checks["data_variability"]["status"] == "warn" and "too_little_data" in d.likely_causes
+
+
+def test_bad_arguments_name_what_is_wrong():
+    with pytest.raises(ValueError, match="the weights take 2 input features but the data X has 3"):
+        diagnose_model(_model(), recall_task(10, seq_len=4, features=3))
+    with pytest.raises(ValueError, match=r"unknown threshold\(s\) \['spread'\]"):
+        diagnose_model(_model(), TASK, thresholds={"spread": 0.2})
+    with pytest.raises(ValueError, match="head='tanh' is not known"):
+        diagnose_model(_model(), TASK, head="tanh")
+
+
+def _write(tmp_path, model, task):
+    arrays = {"kernel": model.params.W, "recurrent_kernel": model.params.U, "bias": model.params.b,
+              "head_kernel": model.head_kernel, "head_bias": model.head_bias}
+    np.savez(tmp_path / "model.npz", **arrays)
+    np.savez(tmp_path / "data.npz", X=task.X, y=task.y)
+    return str(tmp_path / "model.npz"), str(tmp_path / "data.npz")
+
+
+def test_the_command_line_prints_one_json_object_and_writes_a_report(tmp_path, capsys):
+    weights, data = _write(tmp_path, _model(bias=(8.0, 8.0, 8.0, 8.0)), TASK)
+    out = tmp_path / "report"
+    assert main(["diagnose", "--weights", weights, "--data", data, "--json", "--out", str(out),
+                 "--threshold", "saturation=0.99"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record) == {"collapsed", "checks", "likely_causes", "thresholds"}
+    assert set(record["checks"]) <= set(CHECKS) and set(record["likely_causes"]) <= set(CAUSES)
+    assert record["thresholds"]["saturation"] == 0.99 and isinstance(record["collapsed"], bool)
+    assert all(c["status"] in ("ok", "warn", "fail") for c in record["checks"].values())
+    assert (out / "report.md").read_text().startswith("# gradflow diagnosis")
+    assert {"lag_profile.png", "gate_saturation.png", "predictions.png", "diagnosis.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_malformed_files_exit_2_naming_the_key(tmp_path, capsys):
+    weights, data = _write(tmp_path, _model(), TASK)
+    np.savez(tmp_path / "bad.npz", X=TASK.X[:, :, :1], y=TASK.y)
+    assert main(["diagnose", "--weights", weights, "--data", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "r")]) == 2
+    assert "the weights take 2 input features but the data X has 1" in capsys.readouterr().err
+    np.savez(tmp_path / "nan.npz", X=np.full((4, 3, 2), np.nan), y=np.zeros(4))
+    assert main(["diagnose", "--weights", weights, "--data", str(tmp_path / "nan.npz")]) == 2
+    assert "X holds 24 non-finite values" in capsys.readouterr().err
+    assert main(["diagnose", "--weights", weights]) == 2
+    assert "needs --weights MODEL.npz and --data DATA.npz" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diagnose", "--weights", weights, "--data", data, "--threshold", "x"])
+    assert exit_info.value.code == 2 and "--threshold must be NAME=NUMBER; got 'x'" in capsys.readouterr().err
