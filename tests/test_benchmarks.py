@@ -38,7 +38,7 @@ def test_bench_sweep_quick_runs_and_records_every_part(tmp_path):
     assert [r["variants"] for r in record["chunk_sizes"]] == [4, 16]
     for row in record["chunk_sizes"]:
         assert row["variants_per_s"] > 0 and row["estimate_bytes"] >= row["xla_plan_bytes"]["total_bytes"]
-    assert [r["devices"] for r in record["devices"]] == [1, 2]
+    assert [r["devices"] for r in record["devices"]] == [2] and record["devices"][0]["variants_per_s"] > 0
     overhead = record["store_overhead"]
     assert overhead["variants"] == 45 and overhead["bare_engine_s"] > 0 and overhead["sweep_with_store_s"] > 0
 

@@ -45,17 +45,20 @@ def _reference(spec, setting, data):
     opt = optax.chain(*parts, BASES[spec.optimizer](lr), optax.add_decayed_weights(-lr * wd))
     state = opt.init(model)
     key = jax.random.fold_in(jax.random.key(setting["seed"]), 2)
+    def loss(m, idx):
+        fit = task_loss(spec.kind, predict_logits(spec, m, data.X[idx]), data.y[idx])
+        return fit + l2 * (jnp.sum(m.lstm.W**2) + jnp.sum(m.lstm.U**2)), fit
+
+    @jax.jit  # one step, compiled on its own: the Python loop over steps stays the reference's
+    def step(model, state, idx):
+        (_, fit), grads = jax.value_and_grad(loss, has_aux=True)(model, idx)
+        updates, state = opt.update(grads, state, model)
+        return optax.apply_updates(model, updates), state, fit
+
     losses = []
     for s in range(spec.steps):
         idx = _batch_indices(key, s, data.X.shape[0], min(spec.batch_size, data.X.shape[0]))
-
-        def loss(m):
-            fit = task_loss(spec.kind, predict_logits(spec, m, data.X[idx]), data.y[idx])
-            return fit + l2 * (jnp.sum(m.lstm.W**2) + jnp.sum(m.lstm.U**2)), fit
-
-        (_, fit), grads = jax.value_and_grad(loss, has_aux=True)(model)
-        updates, state = opt.update(grads, state, model)
-        model = optax.apply_updates(model, updates)
+        model, state, fit = step(model, state, idx)
         losses.append(float(fit))
     return np.array(losses), jax.nn.sigmoid(predict_logits(spec, model, data.X_val)[:, 0])
 
