@@ -44,7 +44,7 @@ from gradflow.chunking import chunk_bytes  # noqa: E402
 from gradflow.config import DEFAULT_CONFIG, parse_config  # noqa: E402
 from gradflow.sharding import local_mesh, sharded_profiles  # noqa: E402
 from gradflow.store import SweepLayout  # noqa: E402
-from gradflow.sweep import ProfileJob, run_sweep  # noqa: E402
+from gradflow.sweep import ProfileJob, _pad, run_sweep  # noqa: E402
 from gradflow.variants import Grid, probe_inputs, profile_variants  # noqa: E402
 
 QUICK_CONFIG = DEFAULT_CONFIG.replace("num = 25", "num = 5").replace("num = 13", "num = 3").replace(
@@ -114,8 +114,7 @@ def bare_engine(config) -> float:
         profiles = sharded_profiles(mesh, spec, config.wrt, config.decades)
         for j in range(layout.chunks.n_chunks):
             lo, hi = layout.chunks.flat_range(j)
-            part = {k: np.concatenate([v[lo:hi], np.repeat(v[hi - 1 : hi], per_device - (hi - lo))]) for k, v in values.items()}
-            jax.tree.map(np.asarray, profiles(part, xs))
+            jax.tree.map(np.asarray, profiles(_pad(values, lo, hi, per_device), xs))
     return time.perf_counter() - start
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gradflow.collapse import THRESHOLDS
-from gradflow.config import MAX_SEED, ConfigError, _ints, _names, _values, read_tables
+from gradflow.config import MAX_SEED, ConfigError, _ints, _names, _values, read_config_file, read_tables
 from gradflow.init import SCHEMES
 from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS
 from gradflow.train import OPTIMIZERS, TRAIN_DEFAULTS, TrainGrid
@@ -204,7 +204,5 @@ def load_collapse_config(path: str | Path | None = None) -> CollapseConfig:
     """Read and validate a collapse config file; the embedded :data:`DEFAULT_COLLAPSE_CONFIG` when None."""
     if path is None:
         return parse_collapse_config(DEFAULT_COLLAPSE_CONFIG, source_name="the embedded collapse config")
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    return parse_collapse_config(path.read_text(), source_name=str(path), base_dir=path.parent)
+    text, path = read_config_file(path)
+    return parse_collapse_config(text, source_name=str(path), base_dir=path.parent)

@@ -287,7 +287,13 @@ def load_config(path: str | Path | None = None) -> Config:
     """Read and validate a TOML config file; the embedded :data:`DEFAULT_CONFIG` when ``path`` is None."""
     if path is None:
         return parse_config(DEFAULT_CONFIG, source_name="the embedded default config")
+    text, path = read_config_file(path)
+    return parse_config(text, source_name=str(path))
+
+
+def read_config_file(path: str | Path, *, what: str = "config") -> tuple[str, Path]:
+    """The text of a config file and its path; :class:`ConfigError` if there is no such file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    return parse_config(path.read_text(), source_name=str(path))
+        raise ConfigError(f"{what} file {str(path)!r} does not exist")
+    return path.read_text(), path

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradflow.collapse import collapse_metrics, constant_loss
-from gradflow.config import ConfigError, _ints, _names, read_tables
+from gradflow.config import ConfigError, _ints, _names, read_config_file, read_tables
 from gradflow.diagnose import Diagnosis, check_data, diagnose_model, likely_causes
 from gradflow.init import SCHEMES, scheme_index
 from gradflow.model import ACTIVATIONS, LSTMParams
@@ -97,10 +97,9 @@ def parse_setup(text: str, *, source_name: str = "setup", base_dir: Path | None 
 
 
 def load_setup(path: str | Path) -> Setup:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"setup file {str(path)!r} does not exist")
-    return parse_setup(path.read_text(), source_name=str(path), base_dir=path.parent)
+    """Read and validate a setup file; a relative data path is relative to the file."""
+    text, path = read_config_file(path, what="setup")
+    return parse_setup(text, source_name=str(path), base_dir=path.parent)
 
 
 def make_task(setup: Setup):
@@ -166,7 +165,8 @@ def run_remedies(setup: Setup, *, show_progress: bool = True):
             "clip_norm": tr["clip_norm"]}
     seeds = np.arange(tr["seeds"])
     groups: dict[tuple, list] = {}
-    for name, change in remedies(setup).items():
+    changes = remedies(setup)
+    for name, change in changes.items():
         key = (change.get("activation", m["activation"]), bool(change.get("shuffle")))
         groups.setdefault(key, []).append((name, {**base, **{k: v for k, v in change.items() if k in base}}))
     outcomes, baseline_models = {}, None
@@ -200,8 +200,7 @@ def run_remedies(setup: Setup, *, show_progress: bool = True):
                 if name == "as given":
                     baseline_models = jax.tree.map(lambda a: a[sl], out["final_model"])
             bar.update(1)
-    order = list(remedies(setup))
-    return {k: outcomes[k] for k in order}, baseline_models, (task, train, val)
+    return {k: outcomes[k] for k in changes}, baseline_models, (task, train, val)
 
 
 def diagnose_setup(path_or_setup, *, thresholds=None, show_progress: bool = True) -> Diagnosis:

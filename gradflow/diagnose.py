@@ -111,8 +111,8 @@ def _loss(head: str, pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((pred.reshape(y.shape) - y) ** 2))
 
 
-def check_output_collapse(model, task: Task, *, activation, head, t) -> dict:
-    pred = predict(model, task.X, activation=activation, head=head)
+def check_output_collapse(model, task: Task, pred: np.ndarray, *, head, t) -> dict:
+    """Spread of ``pred`` (the model's predictions for ``task.X``, see :func:`predict`) against the targets."""
     flat = pred.reshape(len(pred), -1)
     spread = float(np.mean(flat.std(0)))
     if model.head_kernel is None:  # no head: judge h_T against its own scale
@@ -288,7 +288,8 @@ def diagnose_model(
     with jax.numpy_dtype_promotion("standard"):
         profile = lag_profile(model, task.X, activation=activation)
         stats = gate_statistics(model, task.X, activation=activation)
-        collapse = check_output_collapse(model, task, activation=activation, head=head, t=t)
+        pred = predict(model, task.X, activation=activation, head=head)
+        collapse = check_output_collapse(model, task, pred, head=head, t=t)
     vanishing, exploding = check_gradients(profile, t=t)
     checks = {
         "output_collapse": collapse,
@@ -299,6 +300,5 @@ def diagnose_model(
         "weight_norms": check_weight_norms(model, t=t),
         "data_variability": check_data(task, t=t),
     }
-    extras = {"profile": profile, "gates": stats, "predictions": predict(model, task.X, activation=activation, head=head),
-              "head": head, "activation": activation}
+    extras = {"profile": profile, "gates": stats, "predictions": pred, "head": head, "activation": activation}
     return Diagnosis(collapse["status"] == "fail", checks, likely_causes(checks), t, extras)

@@ -132,11 +132,12 @@ class SweepLayout:
 class SweepStore:
     """An open sweep store: which chunks are done, and writing a finished chunk."""
 
-    def __init__(self, directory: str | Path, layout: SweepLayout):
+    def __init__(self, directory: str | Path, layout: SweepLayout, config_hash: str):
         import zarr
 
         self.path = Path(directory) / STORE_NAME
         self.layout = layout
+        self.config_hash = config_hash
         self._group = zarr.open_group(self.path, mode="r+", zarr_format=2)
         (self.path / DONE_DIR).mkdir(exist_ok=True)
 
@@ -145,9 +146,6 @@ class SweepStore:
 
     def is_done(self, spec: int, chunk: int) -> bool:
         return self._marker(spec, chunk).exists()
-
-    def n_done(self) -> int:
-        return sum(1 for _ in (self.path / DONE_DIR).iterdir())
 
     def write_chunk(self, spec: int, chunk: int, outputs: dict[str, np.ndarray]) -> None:
         """Store one finished chunk (each output (n, ...) in C order over the chunk), then mark it done."""
@@ -178,12 +176,10 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
     """
     path = Path(directory) / STORE_NAME
     digest = config_hash(job)
-    if path.exists() and _stored_hash(path) != digest:
+    found = _stored_hash(path) if path.exists() else digest
+    if found != digest:
         if not overwrite:
-            found = _stored_hash(path)
-            what = f"a sweep of a different config (hash {found[:12]}, this config {digest[:12]})" if found else (
-                "no readable gradflow store (no consolidated metadata)")
-            raise StoreMismatchError(f"{str(path)!r} holds {what}; pass --overwrite to replace it, or choose another --out")
+            raise _mismatch(path, found, digest)
         # Only a store of another config is replaced: the same command with --overwrite resumes. It is
         # renamed aside first (atomic), so no process ever sees it half deleted.
         aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
@@ -208,15 +204,20 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
         create_group(path, coords=layout.coords(), variables=layout.variables(), attrs=attrs)
     found = _stored_hash(path)
     if found != digest:  # replaced by a process of another config meanwhile
-        raise StoreMismatchError(f"{str(path)!r} holds a sweep of a different config (hash {str(found)[:12]}, "
-                                 f"this config {digest[:12]}); pass --overwrite to replace it, or choose another --out")
-    return SweepStore(directory, layout)
+        raise _mismatch(path, found, digest)
+    return SweepStore(directory, layout, digest)
+
+
+def _mismatch(path: Path, found: str | None, digest: str) -> StoreMismatchError:
+    what = (f"a sweep of a different config (hash {found[:12]}, this config {digest[:12]})" if found
+            else "no readable gradflow store (no consolidated metadata)")
+    return StoreMismatchError(f"{str(path)!r} holds {what}; pass --overwrite to replace it, or choose another --out")
 
 
 def _stored_hash(path: Path) -> str | None:
     """The config hash of the store at ``path``; None if it has no readable metadata."""
     try:
-        return json.loads((path / ".zmetadata").read_text())["metadata"][".zattrs"].get("config_hash")
+        return stored_attrs(path.parent).get("config_hash")
     except (OSError, ValueError, KeyError):
         return None
 

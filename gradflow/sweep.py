@@ -195,7 +195,7 @@ def run_sweep(
     seconds = time.perf_counter() - start
     done, total = progress_of(out)
     report = SweepReport(store.path, len(todo), len(mine) - len(todo), done, total, seconds, n_variants / max(seconds, 1e-9))
-    record = {**dataclasses.asdict(report), "path": str(report.path), "share": [index, count], "local_devices": jax.local_device_count(), "config_hash": config_hash(job)}
+    record = {**dataclasses.asdict(report), "path": str(report.path), "share": [index, count], "local_devices": jax.local_device_count(), "config_hash": store.config_hash}
     with open(Path(out) / RUN_LOG, "a") as log:
         log.write(json.dumps(record) + "\n")
     return report

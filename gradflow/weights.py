@@ -52,33 +52,40 @@ def _array(arrays: dict, key: str, shape: tuple, where: str, expected: str) -> n
     return a.astype(np.float32)
 
 
+def _lstm_arrays(arrays: dict, where: str, *, recurrent: str, kernel: str, biases: tuple[str, ...],
+                 transposed: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(W (D, 4H), U (H, 4H), b (4H,))`` from one layout's keys; ``transposed``: stored as (4H, .), as PyTorch
+    does, and the biases (summed) come in one or more parts."""
+    dims = (lambda n: f"(4H, {n})") if transposed else (lambda n: f"({n}, 4H)")
+    shape = (lambda n, H: (4 * H, n)) if transposed else (lambda n, H: (n, 4 * H))
+    axis = 1 if transposed else 0
+    if recurrent not in arrays or np.ndim(arrays[recurrent]) != 2:
+        raise ValueError(f"{where}: {recurrent} must have shape {dims('H')}"
+                         + ("" if recurrent in arrays else f"; missing (found {sorted(arrays)})"))
+    H = np.shape(arrays[recurrent])[axis]
+    D = np.shape(arrays[kernel])[axis] if kernel in arrays and np.ndim(arrays[kernel]) == 2 else 0
+    U = _array(arrays, recurrent, shape(H, H), where, dims("H"))
+    W = _array(arrays, kernel, shape(D, H), where, dims("D"))
+    b = sum(_array(arrays, key, (4 * H,), where, "(4H,)") for key in biases)
+    return (W.T, U.T, b) if transposed else (W, U, b)
+
+
 def model_from_arrays(arrays: dict, *, where: str = "weights") -> TrainedModel:
     """A :class:`TrainedModel` from Keras- or PyTorch-named arrays, validated (errors name the key and shape)."""
     if "kernel" in arrays or "recurrent_kernel" in arrays:
         layout = "keras"
-        if "recurrent_kernel" not in arrays or np.ndim(arrays["recurrent_kernel"]) != 2:
-            raise ValueError(f"{where}: recurrent_kernel must have shape (H, 4H)"
-                             + ("" if "recurrent_kernel" in arrays else f"; missing (found {sorted(arrays)})"))
-        H = np.shape(arrays["recurrent_kernel"])[0]
-        D = np.shape(arrays["kernel"])[0] if "kernel" in arrays and np.ndim(arrays["kernel"]) == 2 else -1
-        U = _array(arrays, "recurrent_kernel", (H, 4 * H), where, "(H, 4H)")
-        W = _array(arrays, "kernel", (max(D, 0), 4 * H), where, "(D, 4H)")
-        b = _array(arrays, "bias", (4 * H,), where, "(4H,)")
+        W, U, b = _lstm_arrays(arrays, where, recurrent="recurrent_kernel", kernel="kernel", biases=("bias",),
+                               transposed=False)
     elif any(k in arrays for k in TORCH_KEYS):
         layout = "pytorch"
-        if "weight_hh_l0" not in arrays or np.ndim(arrays["weight_hh_l0"]) != 2:
-            raise ValueError(f"{where}: weight_hh_l0 must have shape (4H, H)"
-                             + ("" if "weight_hh_l0" in arrays else f"; missing (found {sorted(arrays)})"))
-        H = np.shape(arrays["weight_hh_l0"])[1]
-        D = np.shape(arrays["weight_ih_l0"])[1] if "weight_ih_l0" in arrays and np.ndim(arrays["weight_ih_l0"]) == 2 else -1
-        U = _array(arrays, "weight_hh_l0", (4 * H, H), where, "(4H, H)").T
-        W = _array(arrays, "weight_ih_l0", (4 * H, max(D, 0)), where, "(4H, D)").T
-        b = _array(arrays, "bias_ih_l0", (4 * H,), where, "(4H,)") + _array(arrays, "bias_hh_l0", (4 * H,), where, "(4H,)")
+        W, U, b = _lstm_arrays(arrays, where, recurrent="weight_hh_l0", kernel="weight_ih_l0",
+                               biases=("bias_ih_l0", "bias_hh_l0"), transposed=True)
     else:
         raise ValueError(f"{where}: no LSTM weights found; expected Keras keys {list(KERAS_KEYS)} or PyTorch keys "
                          f"{list(TORCH_KEYS)}; found {sorted(arrays)}")
     if W.shape[0] < 1:
         raise ValueError(f"{where}: the input kernel must have at least one input feature; got {W.shape}")
+    H = U.shape[0]
     head_kernel = head_bias = None
     if "head_kernel" in arrays:
         k = np.shape(arrays["head_kernel"])[-1] if np.ndim(arrays["head_kernel"]) == 2 else -1

@@ -9,13 +9,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_flow_quick_runs_and_gradflow_is_finite_where_the_peer_underflows(tmp_path):
+def _run_quick(name: str, out: Path, *flags: str) -> dict:
+    """Run ``benchmarks/{name}.py --quick`` into ``out``; its JSON record (the markdown table is checked too)."""
     env = {**os.environ, "JAX_ENABLE_X64": "0"}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_flow.py"), "--quick", "--no-torch", "--no-rss", "--out", str(tmp_path)]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", *flags, "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads((tmp_path / "bench_flow.json").read_text())
-    assert (tmp_path / "bench_flow.md").read_text().startswith("# bench_flow")
+    assert (out / f"{name}.md").read_text().startswith(f"# {name}")
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def test_bench_flow_quick_runs_and_gradflow_is_finite_where_the_peer_underflows(tmp_path):
+    record = _run_quick("bench_flow", tmp_path, "--no-torch", "--no-rss")
     deep = record["deep_case"]
     assert deep["float64_min_log10_norm"] < -38  # the case leaves float32's range
     assert deep["nonfinite_entries"]["gradflow"] == 0
@@ -29,12 +34,7 @@ def test_bench_flow_quick_runs_and_gradflow_is_finite_where_the_peer_underflows(
 
 
 def test_bench_sweep_quick_runs_and_records_every_part(tmp_path):
-    env = {**os.environ, "JAX_ENABLE_X64": "0"}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_sweep.py"), "--quick", "--out", str(tmp_path)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads((tmp_path / "bench_sweep.json").read_text())
-    assert (tmp_path / "bench_sweep.md").read_text().startswith("# bench_sweep")
+    record = _run_quick("bench_sweep", tmp_path)
     assert [r["variants"] for r in record["chunk_sizes"]] == [4, 16]
     for row in record["chunk_sizes"]:
         assert row["variants_per_s"] > 0 and row["estimate_bytes"] >= row["xla_plan_bytes"]["total_bytes"]
@@ -44,12 +44,7 @@ def test_bench_sweep_quick_runs_and_records_every_part(tmp_path):
 
 
 def test_bench_train_quick_runs_and_compares_vmapped_with_the_loop(tmp_path):
-    env = {**os.environ, "JAX_ENABLE_X64": "0"}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--quick", "--out", str(tmp_path)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads((tmp_path / "bench_train.json").read_text())
-    assert (tmp_path / "bench_train.md").read_text().startswith("# bench_train")
+    record = _run_quick("bench_train", tmp_path)
     rows = record["result"]["sizes"]
     assert [r["variants"] for r in rows] == [1, 4]
     for row in rows:
