@@ -18,7 +18,7 @@ in the same run:
 How
 ---
 - Sizes: V = 256, T = 256 and V = 64, T = 1024, both with H = 64, D = 8 (``--quick``: tiny sizes).
-  Variants come from ``gradflow.variants.init_variants`` (``init_lstm``, orthogonal scheme, vmapped)
+  Variants come from ``gradflow.flow.variants.init_variants`` (``init_lstm``, orthogonal scheme, vmapped)
   over a grid of forget biases (-1, 0, 1, 2) and seeds.
 - Time: JAX methods are compiled with ``jax.jit(fn).lower(...).compile()`` (compile time reported on
   its own), called once as a warm-up, then ``--repeats`` times with ``block_until_ready``; the median
@@ -26,7 +26,7 @@ How
 - FLOPs: each method pushes H cotangent rows back through T steps; in a generic vector-Jacobian
   product each row meets the (4H, H) recurrent kernel: 4 H^3 multiply-adds = 8 H^3 FLOPs per
   variant-step. That nominal count is used for all three methods (an engine that needs fewer, as
-  gradflow's closed-form pullback may, see ``gradflow.flow``, is credited with the nominal work).
+  gradflow's closed-form pullback may, see ``gradflow.flow.engine``, is credited with the nominal work).
   The achieved rate is divided by the machine's float32 matmul rate (best of several jitted 2048^2
   products).
 - Memory: XLA's plan of the compiled executable (``memory_analysis()``: temporaries + arguments +
@@ -74,8 +74,8 @@ from _common import (  # noqa: E402
 )
 
 import gradflow  # noqa: E402
-from gradflow.model import LSTMParams, LSTMState, initial_state, lstm_step  # noqa: E402
-from gradflow.variants import Grid, ModelSpec, init_variants, probe_inputs  # noqa: E402
+from gradflow.lstm.cell import LSTMParams, LSTMState, initial_state, lstm_step  # noqa: E402
+from gradflow.flow.variants import Grid, ModelSpec, init_variants, probe_inputs  # noqa: E402
 
 METHODS: tuple[str, ...] = ("gradflow", "jax_jacrev", "torch_func")
 JAX_METHODS: tuple[str, ...] = ("gradflow", "jax_jacrev")

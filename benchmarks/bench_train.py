@@ -3,7 +3,7 @@ r"""Training throughput: vmapped training of V variants against a Python loop ov
 What is measured
 ----------------
 The recall task (T = 20, one feature, 512 training sequences), an LSTM with H = 32 and a sigmoid head,
-Adam, minibatches of 32, ``--steps`` steps (default 100), via :func:`gradflow.train.train_variants`.
+Adam, minibatches of 32, ``--steps`` steps (default 100), via :func:`gradflow.training.train.train_variants`.
 Variants differ in forget bias, learning rate and seed. For V = 1, 16 and 256:
 
 - ``vmapped``: one compiled call training all V variants (``train_variants`` on (V,) settings);
@@ -35,8 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, measure_matmul_rate, run_metadata, time_calls, write_results  # noqa: E402
 
-from gradflow.tasks import recall_task, split  # noqa: E402
-from gradflow.train import TrainGrid, TrainSpec, settings_arrays, train_data, train_variants  # noqa: E402
+from gradflow.data.tasks import recall_task, split  # noqa: E402
+from gradflow.training.train import TrainGrid, TrainSpec, settings_arrays, train_data, train_variants  # noqa: E402
 
 
 def settings(V: int) -> dict:

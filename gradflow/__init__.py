@@ -3,14 +3,14 @@
 The public API is what this file re-exports.
 """
 
-from gradflow.flow import WRT, by_lag, decay_rate, horizon, lag_norms, loss_grad_norms, step_lag_norms, step_loss_grad_norms
-from gradflow.init import SCHEMES, init_lstm
-from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
-from gradflow.module import LSTM
-from gradflow.collapse_job import collapse_map
-from gradflow.config import load_config, parse_config
-from gradflow.results import open_results
-from gradflow.sweep import run_sweep, sweep_results
+from gradflow.flow.engine import WRT, by_lag, decay_rate, horizon, lag_norms, loss_grad_norms, step_lag_norms, step_loss_grad_norms
+from gradflow.lstm.init import SCHEMES, init_lstm
+from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
+from gradflow.lstm.module import LSTM
+from gradflow.collapse.job import collapse_map
+from gradflow.config.profiles import load_config, parse_config
+from gradflow.sweep.results import open_results
+from gradflow.sweep.runner import run_sweep, sweep_results
 
 __version__ = "0.1.0"
 

@@ -50,13 +50,13 @@ def _summary(results) -> str:
 def _load_job(args):
     """The job of ``gradflow sweep/run`` (lag profiles) or ``gradflow collapse``, validated before any work."""
     if args.command == "collapse":
-        from gradflow.collapse_config import load_collapse_config
-        from gradflow.collapse_job import CollapseJob
+        from gradflow.collapse.config import load_collapse_config
+        from gradflow.collapse.job import CollapseJob
 
         job = CollapseJob(load_collapse_config(args.config))
     else:
-        from gradflow.config import load_config
-        from gradflow.sweep import ProfileJob
+        from gradflow.config.profiles import load_config
+        from gradflow.sweep.runner import ProfileJob
 
         job = ProfileJob(load_config(args.config))
     job.work_chunk_size()  # a budget too small for one variant fails here
@@ -66,23 +66,23 @@ def _load_job(args):
 def _plot_store(results, directory: Path) -> list[Path]:
     """Every figure of a store, by its kind (lag profiles or collapse map)."""
     if results.attrs.get("title") == "gradflow collapse map":
-        from gradflow.collapse_plot import plot_collapse_all
+        from gradflow.plot.collapse import plot_collapse_all
 
         return plot_collapse_all(results, directory)
-    from gradflow.plot import plot_all
+    from gradflow.plot.profiles import plot_all
 
     return plot_all(results, directory)
 
 
 def cmd_sweep(args) -> int:
-    from gradflow.processes import initialize_distributed, process_share
-    from gradflow.results import Results
-    from gradflow.sweep import run_sweep
+    from gradflow.sweep.processes import initialize_distributed, process_share
+    from gradflow.sweep.results import Results
+    from gradflow.sweep.runner import run_sweep
 
     try:
         job = _load_job(args)
     except ValueError as err:  # bad data in an .npz named by a collapse config
-        from gradflow.config import ConfigError
+        from gradflow.config.profiles import ConfigError
 
         raise ConfigError(str(err)) from None
     if args.distributed:
@@ -114,8 +114,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from gradflow.results import Results
-    from gradflow.store import progress_of
+    from gradflow.sweep.results import Results
+    from gradflow.sweep.store import progress_of
 
     results = Results.load(args.dir)
     done, total = progress_of(args.dir)
@@ -128,7 +128,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from gradflow.info import describe_store
+    from gradflow.sweep.info import describe_store
 
     print(describe_store(args.dir))
     return 0
@@ -143,22 +143,22 @@ def _threshold(text: str) -> tuple[str, float]:
 
 
 def cmd_diagnose(args) -> int:
-    from gradflow.diagnose_report import summary, to_json, write_report
+    from gradflow.diagnose.report import summary, to_json, write_report
 
     thresholds = dict(args.threshold or [])
     if args.config is not None:
         if args.weights or args.data:
             raise ValueError("--config describes a training setup; give it alone, or --weights with --data")
-        from gradflow.counterfactual import diagnose_setup
+        from gradflow.diagnose.counterfactual import diagnose_setup
 
         _enable_compilation_cache()
         diagnosis = diagnose_setup(args.config, thresholds=thresholds, show_progress=not (args.quiet or args.json))
     else:
         if not (args.weights and args.data):
             raise ValueError("gradflow diagnose needs --weights MODEL.npz and --data DATA.npz (or --config SETUP.toml)")
-        from gradflow.diagnose import diagnose_model
-        from gradflow.tasks import load_task
-        from gradflow.weights import load_model
+        from gradflow.diagnose.checks import diagnose_model
+        from gradflow.data.tasks import load_task
+        from gradflow.data.weights import load_model
 
         model, task = load_model(args.weights), load_task(args.data)
         diagnosis = diagnose_model(model, task, activation=args.activation, head=args.head, thresholds=thresholds)
@@ -172,7 +172,7 @@ def cmd_diagnose(args) -> int:
 
 
 def _shard(text: str) -> tuple[int, int]:
-    from gradflow.processes import parse_shard
+    from gradflow.sweep.processes import parse_shard
 
     try:
         return parse_shard(text)
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from gradflow.config import ConfigError
+    from gradflow.config.profiles import ConfigError
 
     try:
         return args.func(args)

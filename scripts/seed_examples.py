@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradflow.counterfactual import diagnose_setup, parse_setup
-from gradflow.diagnose_report import write_report
+from gradflow.diagnose.counterfactual import diagnose_setup, parse_setup
+from gradflow.diagnose.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.model import LSTMParams, LSTMState, lstm_step
+from gradflow.lstm.cell import LSTMParams, LSTMState, lstm_step
 
 
 def random_params(rng, D, H, *, scale=1.0, forget_bias=0.0, dtype=np.float64) -> LSTMParams:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow.checks import check_lstm_inputs, is_concrete, require_finite, require_float
+from gradflow.lstm.checks import check_lstm_inputs, is_concrete, require_finite, require_float
 from reference import random_params
 
 D, H, T, V = 3, 4, 5, 2

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradflow.chunking import MAX_AUTO_CHUNK, ChunkLayout, auto_chunk_size, chunk_bytes
-from gradflow.flow import VARIANT_BLOCK
-from gradflow.variants import Grid, ModelSpec, probe_inputs, profile_variants
+from gradflow.sweep.chunks import MAX_AUTO_CHUNK, ChunkLayout, auto_chunk_size, chunk_bytes
+from gradflow.flow.engine import VARIANT_BLOCK
+from gradflow.flow.variants import Grid, ModelSpec, probe_inputs, profile_variants
 
 SHAPES = [(), (1,), (7,), (4, 3, 2), (5, 1, 3), (2, 9), (3, 4, 5, 2)]
 

@@ -13,9 +13,9 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from gradflow.cli import main
-from gradflow.config import parse_config
-from gradflow.results import Results
-from gradflow.sweep import sweep_results
+from gradflow.config.profiles import parse_config
+from gradflow.sweep.results import Results
+from gradflow.sweep.runner import sweep_results
 
 #: The spec, wrt, decades and chunk size of tests/test_sweep.py's BASE: the compile is shared.
 CONFIG = """\
@@ -116,7 +116,7 @@ def test_plot_redraws_the_same_figures_from_stored_results(run, tmp_path, capsys
 
 def test_plot_defaults_to_the_figures_folder(run, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr("gradflow.plot.plot_all", lambda results, directory: calls.append((results, directory)) or [])
+    monkeypatch.setattr("gradflow.plot.profiles.plot_all", lambda results, directory: calls.append((results, directory)) or [])
     assert main(["plot", str(run["out"])]) == 0
     ((results, directory),) = calls
     assert directory == run["out"] / "figures"

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gradflow.collapse import best_threshold, collapse_metrics, constant_loss, majority_rate, onset, target_spread
+from gradflow.collapse.metrics import best_threshold, collapse_metrics, constant_loss, majority_rate, onset, target_spread
 
 
 def test_constant_predictor_references_are_analytic():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gradflow.collapse_config import DEFAULT_COLLAPSE_CONFIG, load_collapse_config, parse_collapse_config
-from gradflow.config import ConfigError
+from gradflow.collapse.config import DEFAULT_COLLAPSE_CONFIG, load_collapse_config, parse_collapse_config
+from gradflow.config.profiles import ConfigError
 
 BASE = """\
 [task]

@@ -10,11 +10,11 @@ import pytest
 import xarray
 
 from gradflow.cli import main
-from gradflow.collapse import collapse_metrics
-from gradflow.collapse_config import parse_collapse_config
-from gradflow.collapse_job import CollapseJob, collapse_map
-from gradflow.results import STORE_NAME
-from gradflow.train import settings_arrays, train_data, train_variants
+from gradflow.collapse.metrics import collapse_metrics
+from gradflow.collapse.config import parse_collapse_config
+from gradflow.collapse.job import CollapseJob, collapse_map
+from gradflow.sweep.results import STORE_NAME
+from gradflow.training.train import settings_arrays, train_data, train_variants
 from test_collapse_config import BASE
 
 

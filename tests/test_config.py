@@ -6,10 +6,10 @@ import re
 import numpy as np
 import pytest
 
-from gradflow.config import DEFAULT_CONFIG, SHAPE_AXES, Config, ConfigError, load_config, parse_config
-from gradflow.chunking import MAX_AUTO_CHUNK, chunk_bytes
-from gradflow.store import config_hash
-from gradflow.variants import ModelSpec
+from gradflow.config.profiles import DEFAULT_CONFIG, SHAPE_AXES, Config, ConfigError, load_config, parse_config
+from gradflow.sweep.chunks import MAX_AUTO_CHUNK, chunk_bytes
+from gradflow.sweep.store import config_hash
+from gradflow.flow.variants import ModelSpec
 
 #: The smallest valid config, as TOML lines per table; tests add, replace or (with None) drop keys.
 MINIMAL = {"model": {"input_size": "2", "hidden_size": "3"}, "data": {"seq_len": "8"}}

@@ -4,8 +4,8 @@ signal, and the remedies' table, on small setups trained side by side."""
 import numpy as np
 import pytest
 
-from gradflow.config import ConfigError
-from gradflow.counterfactual import diagnose_setup, parse_setup, remedies
+from gradflow.config.profiles import ConfigError
+from gradflow.diagnose.counterfactual import diagnose_setup, parse_setup, remedies
 
 SETUP = """\
 [data]

@@ -10,10 +10,10 @@ import pytest
 
 import gradflow as gf
 from gradflow.cli import main
-from gradflow.diagnose import CAUSES, CHECKS, diagnose_model
-from gradflow.tasks import recall_task, split, task_from_arrays
-from gradflow.train import TrainGrid, TrainSpec, settings_arrays, train_data, train_variants
-from gradflow.weights import TrainedModel, model_from_arrays
+from gradflow.diagnose.checks import CAUSES, CHECKS, diagnose_model
+from gradflow.data.tasks import recall_task, split, task_from_arrays
+from gradflow.training.train import TrainGrid, TrainSpec, settings_arrays, train_data, train_variants
+from gradflow.data.weights import TrainedModel, model_from_arrays
 
 H, D, T = 8, 2, 30
 TASK = recall_task(200, seq_len=T, features=D, seed=0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow.init import SCHEMES, init_lstm, scheme_index
+from gradflow.lstm.init import SCHEMES, init_lstm, scheme_index
 
 #: Identities that hold to rounding (Q^T Q = I, exact zeros) per dtype.
 ORTHO_ATOL = {np.dtype("float32"): 2e-6, np.dtype("float64"): 1e-13}

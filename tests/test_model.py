@@ -7,13 +7,13 @@ import pytest
 from flax import nnx
 
 import gradflow as gf
-from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS, initial_state, lstm_linearisation, lstm_pullback
+from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS, initial_state, lstm_linearisation, lstm_pullback
 from reference import random_params
 
 #: Tolerances on states (h, c are O(1)) per dtype.
 STATE_ATOL = {np.dtype("float32"): 1e-6, np.dtype("float64"): 1e-13}
 
-#: Independent numpy definitions of the activations named in gradflow.model.
+#: Independent numpy definitions of the activations named in gradflow.lstm.cell.
 NP_ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0.0),

@@ -1,7 +1,7 @@
 """Figures from stored results: files, embedded TrueType fonts, deterministic bytes, and what is drawn.
 
 Results are built by hand (no sweep, no compile); the figures are inspected by capturing them where
-gradflow.plot closes them.
+gradflow.plot.profiles closes them.
 """
 
 import warnings
@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from gradflow.plot import plot_all, plot_horizon_map
-from gradflow.results import Results
+from gradflow.plot.profiles import plot_all, plot_horizon_map
+from gradflow.sweep.results import Results
 
 T = 6
 LAGS = np.arange(1, T + 1)
@@ -40,7 +40,7 @@ WS = [0.25, 1.0, 4.0, 16.0]
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """The figures gradflow.plot draws, in order, kept open for inspection (not rendered: the file tests render)."""
+    """The figures gradflow.plot.profiles draws, in order, kept open for inspection (not rendered: the file tests render)."""
     figures = []
     close = plt.close
     monkeypatch.setattr(plt, "close", figures.append)
@@ -211,8 +211,8 @@ def test_seq_len_sweep_with_seeds_plots_without_warnings(tmp_path):
 
 
 def test_a_run_without_swept_settings_draws_its_single_profile(tmp_path):
-    from gradflow.config import parse_config
-    from gradflow.sweep import sweep_results
+    from gradflow.config.profiles import parse_config
+    from gradflow.sweep.runner import sweep_results
 
     results = sweep_results(parse_config("[model]\ninput_size = 2\nhidden_size = 3\n[data]\nseq_len = 8\n"))
     assert results.dims == ()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gradflow.processes import parse_shard, process_share, slurm_shard
+from gradflow.sweep.processes import parse_shard, process_share, slurm_shard
 
 
 def test_parse_shard():

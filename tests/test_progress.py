@@ -7,13 +7,13 @@ import types
 
 import pytest
 
-import gradflow.progress as gp
-from gradflow.progress import LogProgress, progress
+import gradflow.sweep.progress as gp
+from gradflow.sweep.progress import LogProgress, progress
 
 
 @pytest.fixture
 def clock(monkeypatch):
-    """A settable perf_counter for gradflow.progress (wall-clock strftime is kept)."""
+    """A settable perf_counter for gradflow.sweep.progress (wall-clock strftime is kept)."""
     now = [100.0]
     monkeypatch.setattr(gp, "time", types.SimpleNamespace(perf_counter=lambda: now[0], strftime=time.strftime))
     return now

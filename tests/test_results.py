@@ -8,7 +8,7 @@ import pytest
 
 import xarray
 
-from gradflow.results import STORE_NAME, Results, open_results
+from gradflow.sweep.results import STORE_NAME, Results, open_results
 
 
 def _results(fill: float = 0.0) -> Results:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow.model import lstm_gates
-from gradflow.saturation import GATE_NAMES, saturation_fractions
+from gradflow.lstm.cell import lstm_gates
+from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
 
 
 def _numpy_gates(params, xs, activation):

@@ -15,10 +15,10 @@ import pytest
 
 import gradflow as gf
 from conftest import LOG10_ATOL
-from gradflow.config import parse_config
-from gradflow.sweep import config_hash, sweep_results
-from gradflow.saturation import GATE_NAMES, saturation_fractions
-from gradflow.variants import ModelSpec, probe_inputs, profile_variants
+from gradflow.config.profiles import parse_config
+from gradflow.sweep.runner import config_hash, sweep_results
+from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
+from gradflow.flow.variants import ModelSpec, probe_inputs, profile_variants
 
 DECADES = 2.0
 FORGET_BIAS = [-1.0, 0.5, 2.0]

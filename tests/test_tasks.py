@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gradflow.tasks import adding_task, load_task, recall_task, seed_task, split, task_from_arrays
+from gradflow.data.tasks import adding_task, load_task, recall_task, seed_task, split, task_from_arrays
 
 
 def test_seed_task_is_uniform_features_and_random_binary_labels():

@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from gradflow.tasks import recall_task, split
-from gradflow.train import (
+from gradflow.data.tasks import recall_task, split
+from gradflow.training.train import (
     TrainGrid,
     TrainSpec,
     _batch_indices,
@@ -174,7 +174,7 @@ def test_bad_specs_and_data_are_refused():
 
 
 def test_the_batch_schedule_is_the_per_step_shuffle_computed_once_per_epoch():
-    from gradflow.train import batch_schedule
+    from gradflow.training.train import batch_schedule
 
     key = jax.random.key(3)
     for steps, n, batch in ((37, 50, 8), (5, 7, 7), (12, 10, 3), (3, 4, 8)):

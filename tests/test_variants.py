@@ -9,8 +9,8 @@ import pytest
 
 import gradflow as gf
 from conftest import LOG10_ATOL
-from gradflow.init import SCHEMES
-from gradflow.variants import GRID_DEFAULTS, Grid, ModelSpec, init_variants, probe_inputs, profile_variants
+from gradflow.lstm.init import SCHEMES
+from gradflow.flow.variants import GRID_DEFAULTS, Grid, ModelSpec, init_variants, probe_inputs, profile_variants
 
 #: Every grid below has 6 variants of this spec, so the eager vmapped ops compile once.
 SPEC = ModelSpec(input_size=3, hidden_size=4, seq_len=12)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow.weights import load_model, model_from_arrays
+from gradflow.data.weights import load_model, model_from_arrays
 
 H, D = 4, 3
 

@@ -21,9 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from gradflow.collapse import best_threshold, onset  # noqa: E402
-from gradflow.plot import CMAP, STYLE, _edges, _is_log_axis, _is_numeric, _label, _positions, _save  # noqa: E402
-from gradflow.results import Results  # noqa: E402
+from gradflow.collapse.metrics import best_threshold, onset  # noqa: E402
+from gradflow.plot.profiles import CMAP, STYLE, _edges, _is_log_axis, _is_numeric, _label, _positions, _save  # noqa: E402
+from gradflow.sweep.results import Results  # noqa: E402
 
 
 def _mean_over_others(results: Results, name: str, keep: tuple[str, ...]) -> np.ndarray:

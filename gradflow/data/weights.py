@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradflow.checks import read_npz
-from gradflow.model import LSTMParams
+from gradflow.lstm.checks import read_npz
+from gradflow.lstm.cell import LSTMParams
 
 KERAS_KEYS = ("kernel", "recurrent_kernel", "bias")
 TORCH_KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")

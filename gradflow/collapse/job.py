@@ -1,6 +1,6 @@
 """The collapse map as a sweep: train every variant, judge collapse, store it all in ``DIR/results.zarr``.
 
-Same store, resume, sharding and progress as the lag-profile sweep (:mod:`gradflow.sweep`); one
+Same store, resume, sharding and progress as the lag-profile sweep (:mod:`gradflow.sweep.runner`); one
 compile per combination of shape settings (data size, sequence length, hidden size, activations,
 optimiser).
 """
@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gradflow.collapse import collapse_metrics
-from gradflow.collapse_config import CollapseConfig
-from gradflow.config import ConfigError
-from gradflow.results import Results
-from gradflow.saturation import GATE_NAMES
-from gradflow.sharding import over_devices
-from gradflow.store import Variable
-from gradflow.tasks import Task, adding_task, load_task, recall_task, seed_task, split
-from gradflow.train import TrainSpec, settings_arrays, train_data, train_variants
+from gradflow.collapse.metrics import collapse_metrics
+from gradflow.collapse.config import CollapseConfig
+from gradflow.config.profiles import ConfigError
+from gradflow.sweep.results import Results
+from gradflow.flow.saturation import GATE_NAMES
+from gradflow.sweep.devices import over_devices
+from gradflow.sweep.store import Variable
+from gradflow.data.tasks import Task, adding_task, load_task, recall_task, seed_task, split
+from gradflow.training.train import TrainSpec, settings_arrays, train_data, train_variants
 
 #: Largest chunk ``chunk_size = "auto"`` picks for training.
 MAX_AUTO_TRAIN_CHUNK = 64
@@ -49,7 +49,7 @@ def train_chunk_bytes(spec: TrainSpec, n_val: int, n: int) -> int:
 
 
 class CollapseJob:
-    """A :class:`gradflow.collapse_config.CollapseConfig` as the store and runner see it."""
+    """A :class:`gradflow.collapse.config.CollapseConfig` as the store and runner see it."""
 
     title = "gradflow collapse map"
     dtype = "float32"
@@ -184,7 +184,7 @@ def collapse_map(
     Args:
       config: a :class:`CollapseConfig`, a path to a TOML file, or None for the embedded example.
       out: directory of the resumable store and figures; None computes in memory (no files kept).
-      share, overwrite, show_progress: as in :func:`gradflow.sweep.run_sweep`.
+      share, overwrite, show_progress: as in :func:`gradflow.sweep.runner.run_sweep`.
 
     Returns:
       The map, or None if this process's share is done but others' are not.
@@ -196,9 +196,9 @@ def collapse_map(
         cmap.table["onsets"]["forget_bias"]["onset"]        # where collapse begins, per sequence length
         cmap.results.data["collapsed"].mean()               # fraction of variants that collapsed
     """
-    from gradflow.collapse_config import load_collapse_config
-    from gradflow.collapse_plot import collapse_table, plot_collapse_all
-    from gradflow.sweep import run_sweep
+    from gradflow.collapse.config import load_collapse_config
+    from gradflow.plot.collapse import collapse_table, plot_collapse_all
+    from gradflow.sweep.runner import run_sweep
 
     if not isinstance(config, CollapseConfig):
         config = load_collapse_config(config)

@@ -29,8 +29,8 @@ import math
 
 import numpy as np
 
-from gradflow.flow import VARIANT_BLOCK
-from gradflow.variants import ModelSpec
+from gradflow.flow.engine import VARIANT_BLOCK
+from gradflow.flow.variants import ModelSpec
 
 #: Buffers of a compiled call that do not grow with its size (constants, loop bookkeeping).
 FIXED_BYTES = 16 * 2**10

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from gradflow.collapse import THRESHOLDS
-from gradflow.config import MAX_SEED, ConfigError, _ints, _names, _values, read_config_file, read_tables
-from gradflow.init import SCHEMES
-from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS
-from gradflow.train import OPTIMIZERS, TRAIN_DEFAULTS, TrainGrid
+from gradflow.collapse.metrics import THRESHOLDS
+from gradflow.config.profiles import MAX_SEED, ConfigError, _ints, _names, _values, read_config_file, read_tables
+from gradflow.lstm.init import SCHEMES
+from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from gradflow.training.train import OPTIMIZERS, TRAIN_DEFAULTS, TrainGrid
 
 TASK_NAMES = ("seed", "recall", "adding", "npz")
 
@@ -104,7 +104,7 @@ def _number(where: str, value: Any, *, positive: bool = False, fraction: bool = 
 
 
 def parse_collapse_config(text: str, *, source_name: str = "config", base_dir: Path | None = None) -> CollapseConfig:
-    """Parse and validate TOML text; :class:`gradflow.config.ConfigError` names the bad key.
+    """Parse and validate TOML text; :class:`gradflow.config.profiles.ConfigError` names the bad key.
 
     Example:
       >>> cfg = parse_collapse_config(DEFAULT_COLLAPSE_CONFIG)

@@ -1,7 +1,7 @@
 """Run a configuration: one compile per shape spec, work chunks spread over devices and processes.
 
 Each process takes the work items (spec, chunk) ``k`` with ``k % n == i`` for its share ``(i, n)``
-(see :mod:`gradflow.processes`) and runs them ``n_devices`` at a time: one chunk per local device,
+(see :mod:`gradflow.sweep.processes`) and runs them ``n_devices`` at a time: one chunk per local device,
 each padded to the same number of variants (the padding repeats the chunk's last variant and is
 dropped). Every device therefore runs the same program on the same batch size whatever the device
 or process count, so the results do not depend on either. While a batch runs, the previous one is
@@ -22,14 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.config import Config
-from gradflow.environment import describe_environment
-from gradflow.progress import progress
-from gradflow.results import Results
-from gradflow.saturation import GATE_NAMES
-from gradflow.sharding import local_mesh, sharded_profiles
-from gradflow.store import Job, SweepLayout, Variable, config_hash, open_store, progress_of  # noqa: F401
-from gradflow.variants import probe_inputs
+from gradflow.config.profiles import Config
+from gradflow.sweep.environment import describe_environment
+from gradflow.sweep.progress import progress
+from gradflow.sweep.results import Results
+from gradflow.flow.saturation import GATE_NAMES
+from gradflow.sweep.devices import local_mesh, sharded_profiles
+from gradflow.sweep.store import Job, SweepLayout, Variable, config_hash, open_store, progress_of  # noqa: F401
+from gradflow.flow.variants import probe_inputs
 
 RUN_LOG = "runs.jsonl"
 
@@ -67,7 +67,7 @@ def _batches(items: list[tuple[int, int]], n: int) -> Iterator[list[tuple[int, i
 
 
 class ProfileJob:
-    """The lag-profile sweep of a :class:`gradflow.config.Config`, as the store and runner see it."""
+    """The lag-profile sweep of a :class:`gradflow.config.profiles.Config`, as the store and runner see it."""
 
     title = "gradflow lag profiles"
 
@@ -112,7 +112,7 @@ class ProfileJob:
 
 
 def as_job(config_or_job) -> Job:
-    """A :class:`gradflow.config.Config` as its :class:`ProfileJob`; a job as it is."""
+    """A :class:`gradflow.config.profiles.Config` as its :class:`ProfileJob`; a job as it is."""
     return ProfileJob(config_or_job) if isinstance(config_or_job, Config) else config_or_job
 
 
@@ -170,14 +170,14 @@ def run_sweep(
     """Fill ``out/results.zarr`` with this process's share of the sweep of ``config``; resumes.
 
     Args:
-      config: what to compute: a lag-profile :class:`gradflow.config.Config`, or any :class:`gradflow.store.Job`.
+      config: what to compute: a lag-profile :class:`gradflow.config.profiles.Config`, or any :class:`gradflow.sweep.store.Job`.
       out: output directory.
       share: ``(i, n)``: this process takes work items ``k`` with ``k % n == i``.
       overwrite: replace a store of a different config instead of refusing it.
       show_progress: progress bar on a terminal, log lines otherwise.
 
     Raises:
-      gradflow.store.StoreMismatchError: ``out`` holds a different config's sweep (and not ``overwrite``).
+      gradflow.sweep.store.StoreMismatchError: ``out`` holds a different config's sweep (and not ``overwrite``).
     """
     index, count = share
     if not 0 <= index < count:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradflow.model import Gates, LSTMParams, lstm_gates
+from gradflow.lstm.cell import Gates, LSTMParams, lstm_gates
 
 #: The gates, in the order of the kernel's column blocks.
 GATE_NAMES: tuple[str, ...] = ("input", "forget", "cell", "output")
@@ -38,7 +38,7 @@ def saturation_fractions(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from gradflow.model import LSTMParams
+      >>> from gradflow.lstm.cell import LSTMParams
       >>> p = LSTMParams(jnp.zeros((2, 12)), jnp.zeros((3, 12)), jnp.full(12, 5.0))  # every gate sigma(5) = 0.993
       >>> {k: float(v) for k, v in saturation_fractions(p, jnp.ones((4, 2))).items()}
       {'input': 1.0, 'forget': 1.0, 'cell': 1.0, 'output': 1.0}

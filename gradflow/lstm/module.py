@@ -1,4 +1,4 @@
-"""The user-facing Flax NNX shell around the functional LSTM of :mod:`gradflow.model`."""
+"""The user-facing Flax NNX shell around the functional LSTM of :mod:`gradflow.lstm.cell`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gradflow.init import init_lstm
-from gradflow.model import (
+from gradflow.lstm.init import init_lstm
+from gradflow.lstm.cell import (
     LSTMParams,
     LSTMState,
     resolve_activation,
@@ -30,7 +30,7 @@ class LSTM(nnx.Module):
       hidden_size: H.
       out_features: width of the output head.
       activation, recurrent_activation: as in :func:`lstm_step`.
-      scheme: initialisation scheme (see :data:`gradflow.init.SCHEMES`).
+      scheme: initialisation scheme (see :data:`gradflow.lstm.init.SCHEMES`).
       weight_scale: gain multiplying both kernels.
       forget_bias: value of the forget-gate block of ``b``.
       rngs: ``nnx.Rngs``; the ``params`` stream seeds the kernels and the head.

@@ -1,7 +1,7 @@
 """The resumable sweep store: ``DIR/results.zarr`` filled one work chunk at a time, by any number of processes.
 
 Layout: the swept shape settings lead (storage chunk 1 each), then the grid axes cut by
-:class:`gradflow.chunking.ChunkLayout`, then a variable's own axes (``lag``, ``checkpoint``..., whole). A work chunk of one spec is exactly one
+:class:`gradflow.sweep.chunks.ChunkLayout`, then a variable's own axes (``lag``, ``checkpoint``..., whole). A work chunk of one spec is exactly one
 storage chunk of every variable, so it is written whole, and processes that take disjoint chunks
 never touch the same stored bytes. After a chunk's data is written, an empty marker file
 ``results.zarr/.done/{spec}-{chunk}`` records it; a rerun skips marked chunks and recomputes the rest
@@ -24,10 +24,10 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from gradflow.chunking import ChunkLayout
-from gradflow.config import ConfigError
-from gradflow.results import STORE_NAME, VariableSpec, create_group, writing_every_chunk
-from gradflow.variants import Grid
+from gradflow.sweep.chunks import ChunkLayout
+from gradflow.config.profiles import ConfigError
+from gradflow.sweep.results import STORE_NAME, VariableSpec, create_group, writing_every_chunk
+from gradflow.flow.variants import Grid
 
 DONE_DIR = ".done"
 
@@ -50,10 +50,10 @@ class Variable:
 
 
 class Job(Protocol):
-    """What the store and :func:`gradflow.sweep.run_sweep` need from a kind of sweep.
+    """What the store and :func:`gradflow.sweep.runner.run_sweep` need from a kind of sweep.
 
-    Implemented by :class:`gradflow.sweep.ProfileJob` (lag profiles) and
-    :class:`gradflow.collapse_job.CollapseJob` (training and collapse).
+    Implemented by :class:`gradflow.sweep.runner.ProfileJob` (lag profiles) and
+    :class:`gradflow.collapse.job.CollapseJob` (training and collapse).
     """
 
     title: str

@@ -32,12 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradflow.flow import by_lag, lag_norms, loss_grad_norms
-from gradflow.init import init_lstm
-from gradflow.model import LSTMParams, unroll
-from gradflow.saturation import GATE_NAMES, saturation_fractions
-from gradflow.tasks import Task
-from gradflow.variants import GRID_DEFAULTS, Grid
+from gradflow.flow.engine import by_lag, lag_norms, loss_grad_norms
+from gradflow.lstm.init import init_lstm
+from gradflow.lstm.cell import LSTMParams, unroll
+from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
+from gradflow.data.tasks import Task
+from gradflow.flow.variants import GRID_DEFAULTS, Grid
 
 Array = jax.Array
 
@@ -61,7 +61,7 @@ TRAIN_BLOCK = 16
 
 
 class TrainGrid(Grid):
-    """A :class:`gradflow.variants.Grid` over :data:`TRAIN_DEFAULTS` (initialisation and training settings).
+    """A :class:`gradflow.flow.variants.Grid` over :data:`TRAIN_DEFAULTS` (initialisation and training settings).
 
     Example:
       >>> g = TrainGrid(learning_rate=[1e-3, 1e-2], seed=[0, 1, 2])

@@ -1,4 +1,4 @@
-"""Publication figures drawn from stored :class:`gradflow.results.Results`, never recomputed.
+"""Publication figures drawn from stored :class:`gradflow.sweep.results.Results`, never recomputed.
 
 PDF and PNG, TrueType fonts embedded, colour-blind-safe colour maps (cividis), log scales where a
 quantity spans decades, deterministic output (no timestamps in the files).
@@ -19,7 +19,7 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
-from gradflow.results import Results  # noqa: E402
+from gradflow.sweep.results import Results  # noqa: E402
 
 STYLE = {
     "pdf.fonttype": 42,

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from gradflow.chunking import auto_chunk_size
-from gradflow.flow import WRT
-from gradflow.init import SCHEMES
-from gradflow.model import ACTIVATIONS, RECURRENT_ACTIVATIONS
-from gradflow.variants import GRID_DEFAULTS, Grid, ModelSpec
+from gradflow.sweep.chunks import auto_chunk_size
+from gradflow.flow.engine import WRT
+from gradflow.lstm.init import SCHEMES
+from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from gradflow.flow.variants import GRID_DEFAULTS, Grid, ModelSpec
 
 DEFAULT_CONFIG = """\
 # gradflow's embedded default: lag profiles over forget bias x weight scale x 3 seeds, H = 32, T = 200.
@@ -78,7 +78,7 @@ class Config:
       decades: horizon threshold exponent k (first lag below ``10^-k``).
       dtype: ``"float32"`` or ``"float64"``.
       chunk_size: most variants per work chunk (one compiled call per device), or ``"auto"``: as
-        many as fit ``memory_budget_mb`` (see :mod:`gradflow.chunking`).
+        many as fit ``memory_budget_mb`` (see :mod:`gradflow.sweep.chunks`).
       memory_budget_mb: device memory one chunk may use, in MiB.
       source: the TOML text it came from.
     """

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradflow.results import STORE_NAME, open_results
-from gradflow.store import progress_of
+from gradflow.sweep.results import STORE_NAME, open_results
+from gradflow.sweep.store import progress_of
 
 
 def _runs(directory: Path, config_hash: str) -> list[dict]:

@@ -19,7 +19,7 @@ NaN stays NaN (non-finite values are data here).
 
 Cost per variant and step: R rows (R = H wrt ``h``, 2H wrt ``state``) pushed through one step. A
 generic vector-Jacobian product meets the (4H, H) recurrent kernel, 4 R H^2 multiply-adds (8 H^3
-FLOPs wrt ``h``); the LSTM's closed-form pullback (:func:`gradflow.model.lstm_pullback`) folds the
+FLOPs wrt ``h``); the LSTM's closed-form pullback (:func:`gradflow.lstm.cell.lstm_pullback`) folds the
 gates into one (2H, H) matrix per step first and needs 2 R H^2. Memory per variant: the forward
 states (T, 2H) (and, on the LSTM path, each step's Jacobian coefficients, (T, 6H)) plus one (R, 2H)
 accumulator; no (H, T, H) Jacobian is ever materialised. Variants run in vmapped blocks of
@@ -35,8 +35,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from gradflow.checks import check_lstm_inputs
-from gradflow.model import (
+from gradflow.lstm.checks import check_lstm_inputs
+from gradflow.lstm.cell import (
     LSTMParams,
     LSTMState,
     initial_state,
@@ -148,7 +148,7 @@ def step_lag_norms(
       out_dims: the components of ``s_T`` measured (the cotangent rows pushed back).
       in_dims: the components of ``s_t`` differentiated against.
       pullback: ``pullback(s_{t-1}, x_t, M) -> M ds_t/ds_{t-1}`` for rows ``M`` (R, n), when a closed
-        form beats autodiff (as :func:`gradflow.model.lstm_pullback` does); default
+        form beats autodiff (as :func:`gradflow.lstm.cell.lstm_pullback` does); default
         :func:`vjp_pullback` of ``step``.
 
     Returns:
@@ -317,7 +317,7 @@ def lag_norms(
     Args:
       params: :class:`LSTMParams`, one variant or a leading variants axis V.
       xs: inputs (T, D), or (V, T, D) for per-variant inputs.
-      activation: cell activation (see :data:`gradflow.model.ACTIVATIONS`).
+      activation: cell activation (see :data:`gradflow.lstm.cell.ACTIVATIONS`).
       recurrent_activation: gate activation.
       wrt: ``"h"`` or ``"state"``.
       h0, c0: initial state (H,) or (V, H); zeros if None.
@@ -327,7 +327,7 @@ def lag_norms(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from gradflow.init import init_lstm
+      >>> from gradflow.lstm.init import init_lstm
       >>> p = init_lstm(jax.random.key(0), 2, 4)
       >>> lag_norms(p, jnp.ones((50, 2))).shape
       (50,)
@@ -366,7 +366,7 @@ def loss_grad_norms(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from gradflow.init import init_lstm
+      >>> from gradflow.lstm.init import init_lstm
       >>> p = init_lstm(jax.random.key(0), 2, 4)
       >>> loss_grad_norms(p, jnp.ones((10, 2)), lambda hs: jnp.sum(hs[-1])).shape
       (11,)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradflow.checks import read_npz
+from gradflow.lstm.checks import read_npz
 
 KINDS = ("binary", "multiclass", "regression")
 

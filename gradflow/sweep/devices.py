@@ -1,9 +1,9 @@
 """Spreading chunks of variants over the local devices: the one place gradflow shards.
 
 A 1-D mesh with a ``"variants"`` axis spans this process's devices. Each device runs
-:func:`gradflow.variants.profile_variants` on its own slice of a chunk (``shard_map``): variants are
+:func:`gradflow.flow.variants.profile_variants` on its own slice of a chunk (``shard_map``): variants are
 independent, so no device talks to another and the results do not depend on the device count
-(:mod:`gradflow.sweep` gives every device the same batch size, so the compiled per-device program
+(:mod:`gradflow.sweep.runner` gives every device the same batch size, so the compiled per-device program
 is the same whatever the device count; tested bit for bit).
 """
 
@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from gradflow.variants import ModelSpec, profile_variants
+from gradflow.flow.variants import ModelSpec, profile_variants
 
 AXIS = "variants"
 

@@ -37,15 +37,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.collapse import collapse_metrics, constant_loss
-from gradflow.config import ConfigError, _ints, _names, read_config_file, read_tables
-from gradflow.diagnose import Diagnosis, check_data, diagnose_model, likely_causes
-from gradflow.init import SCHEMES, scheme_index
-from gradflow.model import ACTIVATIONS, LSTMParams
-from gradflow.progress import progress
-from gradflow.tasks import adding_task, load_task, recall_task, seed_task, split
-from gradflow.train import OPTIMIZERS, TrainSpec, train_data, train_variants
-from gradflow.weights import TrainedModel
+from gradflow.collapse.metrics import collapse_metrics, constant_loss
+from gradflow.config.profiles import ConfigError, _ints, _names, read_config_file, read_tables
+from gradflow.diagnose.checks import Diagnosis, check_data, diagnose_model, likely_causes
+from gradflow.lstm.init import SCHEMES, scheme_index
+from gradflow.lstm.cell import ACTIVATIONS, LSTMParams
+from gradflow.sweep.progress import progress
+from gradflow.data.tasks import adding_task, load_task, recall_task, seed_task, split
+from gradflow.training.train import OPTIMIZERS, TrainSpec, train_data, train_variants
+from gradflow.data.weights import TrainedModel
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "data": {"task": None, "n": 100, "seq_len": 20, "features": None, "noise": 1.0, "path": None,
@@ -268,7 +268,7 @@ def remedy_table(outcomes: dict[str, RemedyOutcome]) -> list[str]:
 def plot_remedy_curves(outcomes: dict[str, RemedyOutcome], path: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from gradflow.plot import CMAP, STYLE, _save
+    from gradflow.plot.profiles import CMAP, STYLE, _save
 
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.0, 3.2), constrained_layout=True)

@@ -12,8 +12,8 @@ Keras/PyTorch gate order (i, f, g, o), time-major, unbatched kernels:
 with ``W`` (D, 4H), ``U`` (H, 4H), ``b`` (4H,): exactly Keras's ``kernel``, ``recurrent_kernel`` and
 ``bias``. ``h_t`` is the state after ``t`` inputs; ``h_0, c_0`` are the initial state (zeros by
 default). Everything here is a pure function of an :class:`LSTMParams` pytree for one variant and one
-sequence; batching over variants happens in :mod:`gradflow.flow`, and the NNX shell that
-holds a model is :class:`gradflow.module.LSTM`.
+sequence; batching over variants happens in :mod:`gradflow.flow.engine`, and the NNX shell that
+holds a model is :class:`gradflow.lstm.module.LSTM`.
 """
 
 from __future__ import annotations

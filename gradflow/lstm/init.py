@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.model import LSTMParams
+from gradflow.lstm.cell import LSTMParams
 
 #: Scheme names; a scheme may also be given as its index in this tuple (traceable).
 SCHEMES: tuple[str, ...] = ("glorot_uniform", "orthogonal", "normal")

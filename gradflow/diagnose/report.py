@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gradflow.diagnose import Diagnosis  # noqa: E402
-from gradflow.plot import CMAP, STYLE, _save  # noqa: E402
-from gradflow.saturation import GATE_NAMES  # noqa: E402
+from gradflow.diagnose.checks import Diagnosis  # noqa: E402
+from gradflow.plot.profiles import CMAP, STYLE, _save  # noqa: E402
+from gradflow.flow.saturation import GATE_NAMES  # noqa: E402
 
 MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 

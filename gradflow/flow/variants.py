@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.flow import VARIANT_BLOCK, WRT, by_lag, decay_rate, horizon, lag_norms
-from gradflow.init import SCHEMES, init_lstm, scheme_index
-from gradflow.model import LSTMParams, resolve_activation, resolve_recurrent_activation
-from gradflow.saturation import GATE_NAMES, saturation_fractions
+from gradflow.flow.engine import VARIANT_BLOCK, WRT, by_lag, decay_rate, horizon, lag_norms
+from gradflow.lstm.init import SCHEMES, init_lstm, scheme_index
+from gradflow.lstm.cell import LSTMParams, resolve_activation, resolve_recurrent_activation
+from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
 
 #: Numeric axes a grid may sweep, with the value used when an axis is not swept.
 GRID_DEFAULTS: dict[str, float | int | str] = {
@@ -63,7 +63,7 @@ class Grid:
 
     Args:
       **axes: axis name (a key of :data:`GRID_DEFAULTS`) -> sequence of values. Axes not given take
-        their default. ``scheme`` values are names from :data:`gradflow.init.SCHEMES`.
+        their default. ``scheme`` values are names from :data:`gradflow.lstm.init.SCHEMES`.
 
     Example:
       >>> g = Grid(forget_bias=[0.0, 1.0, 2.0], seed=[0, 1])
@@ -157,13 +157,13 @@ def profile_variants(
       spec: the shapes and activations.
       values: numeric settings, each (V,) (see :meth:`Grid.values`).
       xs: probe inputs (T, D).
-      wrt: which profiles to compute (names from :data:`gradflow.flow.WRT`).
+      wrt: which profiles to compute (names from :data:`gradflow.flow.engine.WRT`).
       decades: threshold exponent k of the horizon ``10^-k``.
 
     Returns:
       For each ``w`` in ``wrt``: ``log10_norm_{w}`` (V, T) indexed by lag 1..T, ``horizon_{w}`` (V,)
       and ``decay_rate_{w}`` (V,); ``saturation_{gate}`` (V,) for each gate of
-      :data:`gradflow.saturation.GATE_NAMES` (on the probe inputs); ``nonfinite`` (V,) bool, true
+      :data:`gradflow.flow.saturation.GATE_NAMES` (on the probe inputs); ``nonfinite`` (V,) bool, true
       where a profile holds NaN or +inf (an exactly zero Jacobian, -inf, is a finite outcome).
     """
     params = init_variants(spec, values, dtype=xs.dtype)

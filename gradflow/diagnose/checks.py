@@ -19,7 +19,7 @@ Each check returns a status (``ok``, ``warn``, ``fail``) with its evidence; the 
   constant labels or inputs, warn on a minority class under ``minority_rate`` or fewer than
   ``min_samples`` sequences.
 
-With a training setup (:mod:`gradflow.counterfactual`) two more checks run on the training itself:
+With a training setup (:mod:`gradflow.diagnose.counterfactual`) two more checks run on the training itself:
 
 - ``loss_plateau``: the training loss of the last tenth of the steps improves on the first tenth by
   less than ``plateau_improvement`` (relative).
@@ -40,12 +40,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.collapse import constant_loss, target_spread
-from gradflow.flow import by_lag, decay_rate, horizon, lag_norms
-from gradflow.model import lstm_gates, unroll
-from gradflow.saturation import GATE_NAMES, saturated
-from gradflow.tasks import Task
-from gradflow.weights import TrainedModel
+from gradflow.collapse.metrics import constant_loss, target_spread
+from gradflow.flow.engine import by_lag, decay_rate, horizon, lag_norms
+from gradflow.lstm.cell import lstm_gates, unroll
+from gradflow.flow.saturation import GATE_NAMES, saturated
+from gradflow.data.tasks import Task
+from gradflow.data.weights import TrainedModel
 
 CHECKS = ("output_collapse", "vanishing_gradients", "exploding_gradients", "gate_saturation", "dead_units",
           "weight_norms", "data_variability", "loss_plateau", "learning_rate")
