@@ -154,12 +154,12 @@ def case_inputs(case: Case, *, dtype=jnp.float32) -> tuple[LSTMParams, jax.Array
 
 
 def gradflow_lag_norms(params: LSTMParams, xs: jax.Array) -> jax.Array:
-    """gradflow's lag profiles (V, T)."""
+    """gradflow's lag profiles (V, T), by lag."""
     return gradflow.lag_norms(params, xs, wrt="h")
 
 
 def _jacrev_lag_norms_one(params: LSTMParams, xs: jax.Array) -> jax.Array:
-    """One variant's lag profile (T,) from the full (H, T, H) Jacobian of h_T against perturbations of h_t."""
+    """One variant's lag profile (T,), by lag, from the full (H, T, H) Jacobian of h_T against perturbations of h_t."""
 
     def final_h(eps):
         def body(state, inputs):
@@ -170,7 +170,7 @@ def _jacrev_lag_norms_one(params: LSTMParams, xs: jax.Array) -> jax.Array:
         return state.h
 
     jacobian = jax.jacrev(final_h)(jnp.zeros((xs.shape[0], params.hidden_size), xs.dtype))
-    return jnp.log10(jnp.sqrt(jnp.sum(jacobian**2, axis=(0, 2))))
+    return jnp.log10(jnp.sqrt(jnp.sum(jacobian**2, axis=(0, 2))))[::-1]
 
 
 def jacrev_lag_norms(params: LSTMParams, xs: jax.Array) -> jax.Array:
@@ -212,7 +212,7 @@ def torch_lag_norms(W, U, b, xs):
 
     def one(W, U, b):
         jacobian = jacrev(final_h)(torch.zeros(T, H, dtype=xs.dtype), W, U, b)
-        return torch.log10(torch.sqrt(torch.sum(jacobian**2, dim=(0, 2))))
+        return torch.log10(torch.sqrt(torch.sum(jacobian**2, dim=(0, 2)))).flip(0)  # by lag, as gradflow
 
     return vmap(one)(W, U, b)
 

@@ -3,7 +3,7 @@
 The public API is what this file re-exports.
 """
 
-from gradflow.flow.engine import WRT, by_lag, decay_rate, horizon, lag_norms, loss_grad_norms, step_lag_norms, step_loss_grad_norms
+from gradflow.flow.engine import WRT, decay_rate, horizon, lag_norms, loss_grad_norms, step_lag_norms, step_loss_grad_norms
 from gradflow.lstm.init import SCHEMES, init_lstm
 from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
 from gradflow.lstm.module import LSTM
@@ -12,7 +12,7 @@ from gradflow.config.profiles import load_config, parse_config
 from gradflow.sweep.results import open_results
 from gradflow.sweep.runner import run_sweep, sweep_results
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ACTIVATIONS",
@@ -22,7 +22,6 @@ __all__ = [
     "RECURRENT_ACTIVATIONS",
     "SCHEMES",
     "WRT",
-    "by_lag",
     "collapse_map",
     "decay_rate",
     "horizon",

@@ -30,7 +30,8 @@ def loop_states(params, xs, act="tanh", gate="sigmoid"):
 
 
 def jacrev_lag_norms(params, xs, *, wrt="h", act="tanh"):
-    """log10 ||dh_T/dh_t|| (c_t fixed) or ||ds_T/ds_t|| by jax.jacrev of a Python-loop unroll."""
+    """log10 ||dh_T/dh_{T-k}|| (c fixed) or ||ds_T/ds_{T-k}|| for lags k = 1..T (by lag), by jax.jacrev of a
+    Python-loop unroll."""
     states = loop_states(params, xs, act)
     T, H = len(xs), params.U.shape[0]
     out = []
@@ -43,7 +44,7 @@ def jacrev_lag_norms(params, xs, *, wrt="h", act="tanh"):
 
         v = jnp.concatenate([states[t].h, states[t].c]) if wrt == "state" else states[t].h
         out.append(np.log10(np.linalg.norm(np.asarray(jax.jacrev(from_t)(v)))))
-    return np.array(out)
+    return np.array(out)[::-1]
 
 
 def step_jacobians(params, xs, act="tanh"):
@@ -62,7 +63,7 @@ def step_jacobians(params, xs, act="tanh"):
 
 
 def renormalised_product_norms(jacobians, rows, cols):
-    """log10 ||(A_T ... A_{t+1})[rows, cols]||_F for t = 0..T-1, numpy float64, rescaled every step."""
+    """log10 ||(A_T ... A_{t+1})[rows, cols]||_F by lag k = T - t = 1..T, numpy float64, rescaled every step."""
     n = jacobians[0].shape[0]
     M = np.eye(n)[rows]
     log10_scale = 0.0
@@ -73,4 +74,4 @@ def renormalised_product_norms(jacobians, rows, cols):
         scale = np.linalg.norm(M)
         M /= scale
         log10_scale += np.log10(scale)
-    return out
+    return out[::-1]

@@ -39,7 +39,7 @@ def test_deep_profile_is_exact_in_float32_below_1e_minus_300(rng, wrt):
     xs = rng.normal(size=(T, 2))
     dims = slice(0, H) if wrt == "h" else slice(None)
     want = renormalised_product_norms(step_jacobians(params, xs), dims, dims)
-    assert want[0] < -300, "the case must be deep enough to underflow float64 products"
+    assert want[-1] < -300, "the case must be deep enough to underflow float64 products"
     p32 = gf.LSTMParams(*(a.astype(jnp.float32) for a in params))
     got = np.asarray(gf.lag_norms(p32, jnp.asarray(xs, jnp.float32), wrt=wrt))
     assert np.all(np.isfinite(got))
@@ -52,14 +52,14 @@ def test_naive_jacrev_underflows_where_the_engine_does_not(rng):
     params = random_params(rng, 2, H, scale=0.5, forget_bias=-2.0, dtype=np.float32)
     xs = jnp.asarray(rng.normal(size=(T, 2)), jnp.float32)
     got = gf.lag_norms(params, xs)
-    assert float(got[0]) < -45  # below float32's range
+    assert float(got[-1]) < -45  # lag T: below float32's range
     h0 = jnp.zeros(H, jnp.float32)
 
     def h_T(h_start):
         return gf.unroll(params, xs, h0=h_start, c0=h0).h[-1]
 
     naive = jnp.sqrt(jnp.sum(jax.jacrev(h_T)(h0) ** 2))
-    assert float(naive) == 0.0 and np.isfinite(float(got[0]))
+    assert float(naive) == 0.0 and np.isfinite(float(got[-1]))
 
 
 @pytest.mark.parametrize("forget_bias", [0.0, 1.0, 2.0])
@@ -76,11 +76,11 @@ def test_forget_gate_identity(rng, forget_bias, dtype):
     c_T = np.asarray(gf.unroll(params, xs).c[-1], np.float64)
     o = 1 / (1 + np.exp(-b[3 * H :]))
     log10_f = np.log10(1 / (1 + np.exp(-forget_bias)))
-    lags = np.arange(T, 0, -1)
+    lags = np.arange(1, T + 1)
     want = lags * log10_f + 0.5 * np.log10(H + np.sum((o * (1 - np.tanh(c_T) ** 2)) ** 2))
     np.testing.assert_allclose(state, want, rtol=1e-6 if dtype == jnp.float32 else 1e-12, atol=LOG10_ATOL[np.dtype(dtype)])
     np.testing.assert_allclose(gf.decay_rate(jnp.asarray(state)), log10_f, rtol=1e-5)
-    assert state[0] < -50 if forget_bias == 0.0 else True  # the float32 range is left behind
+    assert state[-1] < -50 if forget_bias == 0.0 else True  # the float32 range is left behind
     assert np.all(np.isneginf(np.asarray(gf.lag_norms(params, xs, wrt="h"))))
 
 
@@ -97,9 +97,9 @@ def test_linear_recurrence_identity(rng, dtype):
     T = 1100
     xs = jnp.asarray(rng.normal(size=(T, 5)), dtype)
     got = np.asarray(gf.step_lag_norms(lambda s, x: s @ A + x, jnp.zeros(5, dtype), xs), np.float64)
-    k = np.arange(T, 0, -1)[:, None]
+    k = np.arange(1, T + 1)[:, None]
     want = 0.5 * np.logaddexp.reduce(2 * k * np.log(np.abs(lam)), axis=1) / np.log(10)
-    assert want[0] < -330
+    assert want[-1] < -330
     np.testing.assert_allclose(got, want, rtol=2e-6 if dtype == jnp.float32 else 1e-12, atol=LOG10_ATOL[np.dtype(dtype)])
 
 
@@ -110,7 +110,7 @@ def test_out_and_in_dims_select_blocks(rng):
     cross = gf.step_lag_norms(lambda s, x: s @ A + x, jnp.zeros(2), xs, out_dims=slice(0, 1), in_dims=slice(1, 2))
     own = gf.step_lag_norms(lambda s, x: s @ A + x, jnp.zeros(2), xs, out_dims=slice(1, 2), in_dims=slice(1, 2))
     assert np.all(np.isneginf(np.asarray(cross)))
-    np.testing.assert_allclose(own, np.arange(20, 0, -1) * np.log10(0.5), rtol=1e-12)
+    np.testing.assert_allclose(own, np.arange(1, 21) * np.log10(0.5), rtol=1e-12)
 
 
 def _grad_wrt_states(params, xs, loss_fn):
@@ -202,15 +202,15 @@ def test_exploding_variant_is_data_not_a_crash(rng):
 
 
 def test_horizon_and_decay_rate():
-    profile = jnp.array([-12.0, -11.0, -9.0, -5.0, -1.0])  # t = 0..4, lags 5..1
+    profile = jnp.array([-1.0, -5.0, -9.0, -11.0, -12.0])  # lags 1..5
     assert float(gf.horizon(profile, decades=4.0)) == 2.0
     assert float(gf.horizon(profile, decades=20.0)) == np.inf
     assert np.isnan(float(gf.horizon(profile.at[1].set(jnp.nan))))
     lags = np.arange(1, 6)
-    np.testing.assert_allclose(float(gf.decay_rate(profile)), np.polyfit(lags, np.asarray(profile)[::-1], 1)[0], rtol=1e-12)
+    np.testing.assert_allclose(float(gf.decay_rate(profile)), np.polyfit(lags, np.asarray(profile), 1)[0], rtol=1e-12)
     assert float(gf.decay_rate(jnp.full(5, -jnp.inf))) == -np.inf
-    with_zero = profile.at[0].set(-jnp.inf)
-    np.testing.assert_allclose(float(gf.decay_rate(with_zero)), np.polyfit(lags[:4], np.asarray(profile)[::-1][:4], 1)[0], rtol=1e-12)
+    with_zero = profile.at[-1].set(-jnp.inf)
+    np.testing.assert_allclose(float(gf.decay_rate(with_zero)), np.polyfit(lags[:4], np.asarray(profile)[:4], 1)[0], rtol=1e-12)
 
 
 def test_scan_states_match_the_reference_loop(rng):

@@ -66,7 +66,7 @@ def _reference(*, hidden_size=3, seq_len=8, init_dtype=jnp.float32, wrt=gf.WRT):
         params = _init_lstm(jax.random.key(seed), 2, hidden_size, forget_bias=fb, dtype=init_dtype)
         params = gf.LSTMParams(*(jnp.asarray(a, jnp.float64) for a in params))
         for w in wrt:
-            out[w][i, j] = np.asarray(gf.lag_norms(params, xs, wrt=w))[::-1]
+            out[w][i, j] = np.asarray(gf.lag_norms(params, xs, wrt=w))
     return out
 
 
@@ -257,3 +257,21 @@ def test_progress_goes_to_stderr_only_when_asked(capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert "lag profiles: 2/2 chunks" in err and "variants/s" in err
+
+
+def test_public_horizon_and_decay_rate_of_a_stored_profile_give_the_stored_values(tmp_path):
+    """One orientation: profiles in the store are by lag, as gf.lag_norms returns them, so the public
+    summaries applied to a stored profile reproduce the stored horizon and decay rate exactly."""
+    gf.run_sweep(parse_config(BASE), tmp_path, show_progress=False)
+    ds = gf.open_results(tmp_path)
+    for w in gf.WRT:
+        stored = jnp.asarray(ds[f"log10_norm_{w}"].values)
+        assert ds[f"log10_norm_{w}"].dims[-1] == "lag" and int(ds["lag"][0]) == 1
+        horizon = np.asarray(gf.horizon(stored, decades=DECADES))
+        np.testing.assert_array_equal(horizon, ds[f"horizon_{w}"].values)
+        assert np.isfinite(horizon).any()  # a horizon inside T is exercised, not only 'never'
+        np.testing.assert_allclose(np.asarray(gf.decay_rate(stored)), ds[f"decay_rate_{w}"].values, rtol=1e-6)
+        # the stored profile is the one the engine returns for that variant (index 0 = lag 1)
+        params = _init_lstm(jax.random.key(SEEDS[0]), 2, 3, forget_bias=FORGET_BIAS[0], dtype=jnp.float32)
+        xs = probe_inputs(ModelSpec(input_size=2, hidden_size=3, seq_len=8), seed=INPUT_SEED, dtype=jnp.float32)
+        np.testing.assert_allclose(stored[0, 0], gf.lag_norms(params, xs, wrt=w), atol=LOG10_ATOL[np.dtype("float32")])

@@ -176,7 +176,7 @@ def test_profile_variants_equals_a_loop_of_lag_norms():
         assert out[f"log10_norm_{w}"].shape == (g.size, SPEC.seq_len) and out[f"horizon_{w}"].shape == (g.size,)
         assert out[f"log10_norm_{w}"].dtype == jnp.float64
         for i in range(g.size):
-            lagged = np.asarray(gf.lag_norms(params[i], xs, wrt=w))[::-1]
+            lagged = np.asarray(gf.lag_norms(params[i], xs, wrt=w))
             np.testing.assert_allclose(out[f"log10_norm_{w}"][i], lagged, rtol=0, atol=LOG10_ATOL[np.dtype("float64")])
             assert np.min(np.abs(lagged + DECADES)) > 1e-6  # no horizon on a rounding edge
             assert float(out[f"horizon_{w}"][i]) == _reference_horizon(lagged, DECADES)
@@ -199,7 +199,7 @@ def test_profile_variants_does_not_recompile_for_new_values():
     assert (other.values()["forget_bias"][1], other.values()["scheme"][1]) == (0.0, SCHEMES.index("orthogonal"))
     p = gf.init_lstm(jax.random.key(3), 3, 4, scheme="orthogonal", forget_bias=0.0, dtype=jnp.float64)
     np.testing.assert_allclose(
-        second["log10_norm_h"][1], np.asarray(gf.lag_norms(p, xs))[::-1], atol=LOG10_ATOL[np.dtype("float64")]
+        second["log10_norm_h"][1], np.asarray(gf.lag_norms(p, xs)), atol=LOG10_ATOL[np.dtype("float64")]
     )
     # what fixes shapes is static: another spec (or grid size) is a new compile
     profile_variants(dataclasses.replace(SPEC, hidden_size=3), _grid_a().values(), xs, decades=DECADES)
@@ -207,5 +207,5 @@ def test_profile_variants_does_not_recompile_for_new_values():
 
 
 def test_decay_rate_of_a_batch_is_per_row():
-    profile = jnp.array([[-3.0, -2.0, -1.0], [-1.5, -1.0, -0.5]])
+    profile = jnp.array([[-1.0, -2.0, -3.0], [-0.5, -1.0, -1.5]])  # by lag 1, 2, 3
     np.testing.assert_allclose(gf.decay_rate(profile), [-1.0, -0.5], rtol=1e-12)

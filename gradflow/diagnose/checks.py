@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradflow.collapse.metrics import constant_loss, target_spread
-from gradflow.flow.engine import by_lag, decay_rate, horizon, lag_norms
+from gradflow.flow.engine import decay_rate, horizon, lag_norms
 from gradflow.lstm.cell import lstm_gates, unroll
 from gradflow.flow.saturation import GATE_NAMES, saturated
 from gradflow.data.tasks import Task
@@ -134,15 +134,15 @@ def lag_profile(model: TrainedModel, X: np.ndarray, *, activation: str) -> np.nd
     """Mean over the first :data:`PROFILE_SEQUENCES` sequences of ``log10 ||dh_T/dh_{T-lag}||``, by lag 1..T."""
     params = jax.tree.map(jnp.asarray, model.params)
     xs = jnp.asarray(X[:PROFILE_SEQUENCES])
-    profiles = jax.vmap(lambda x: by_lag(lag_norms(params, x, activation=activation, wrt="h")))(xs)
+    profiles = jax.vmap(lambda x: lag_norms(params, x, activation=activation, wrt="h"))(xs)
     return np.asarray(jnp.mean(profiles, axis=0))
 
 
 def check_gradients(profile: np.ndarray, *, t) -> tuple[dict, dict]:
     T = profile.shape[0]
     at_first = float(profile[-1])
-    rate = float(decay_rate(jnp.asarray(profile[::-1])))
-    reach = float(horizon(jnp.asarray(profile[::-1]), decades=t["vanishing_decades"]))
+    rate = float(decay_rate(jnp.asarray(profile)))
+    reach = float(horizon(jnp.asarray(profile), decades=t["vanishing_decades"]))
     vanishing = {
         "status": _status(at_first, -t["vanishing_decades"], -t["vanishing_decades_warn"], below=True),
         "log10_norm_at_lag_T_minus_1": at_first, "decay_rate_decades_per_step": rate,

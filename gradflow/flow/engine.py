@@ -105,7 +105,8 @@ def _forward_states(step, s0, xs):
 def _profile(apply, per_step, rows: Array, in_dims: slice) -> Array:
     """The engine's loop: ``M <- apply(per_step[t], M)`` from t = T down to 1, renormalised each step.
 
-    Returns ``log10 ||M_t[:, in_dims]||_F`` for t = 0..T-1 with ``M_t = rows A_T ... A_{t+1}``.
+    Returns ``log10 ||M_t[:, in_dims]||_F`` for t = 0..T-1 (by time; the public functions reverse it
+    to by lag) with ``M_t = rows A_T ... A_{t+1}``.
     """
 
     def back(carry, step_inputs):
@@ -152,19 +153,19 @@ def step_lag_norms(
         :func:`vjp_pullback` of ``step``.
 
     Returns:
-      Array (T,) of ``s0``'s dtype; entry ``t`` belongs to lag ``T - t``.
+      Array (T,) of ``s0``'s dtype, by lag: entry ``k - 1`` is lag ``k`` (``d s_T / d s_{T-k}``), k = 1..T.
 
     Example (a linear recurrence, ``ds_T/ds_t = A^{T-t}``):
       >>> import jax.numpy as jnp
       >>> A = 0.5 * jnp.eye(2)
       >>> profile = step_lag_norms(lambda s, x: s @ A + x, jnp.zeros(2), jnp.zeros((3, 2)))
-      >>> [round(float(v), 4) for v in profile]  # log10(sqrt(2) 0.5^k), k = 3, 2, 1
-      [-0.7526, -0.4515, -0.1505]
+      >>> [round(float(v), 4) for v in profile]  # log10(sqrt(2) 0.5^k), k = 1, 2, 3
+      [-0.1505, -0.4515, -0.7526]
     """
     pullback = pullback or vjp_pullback(step)
     rows = jnp.eye(s0.shape[-1], dtype=s0.dtype)[out_dims]
     _, consumed = _forward_states(step, s0, xs)
-    return _profile(lambda sx, M: pullback(*sx, M), (consumed, xs), rows, in_dims)
+    return _profile(lambda sx, M: pullback(*sx, M), (consumed, xs), rows, in_dims)[::-1]
 
 
 def step_loss_grad_norms(
@@ -252,7 +253,7 @@ def _lstm_lag_profile(params, s0, xs, dims, activation, recurrent_activation):
     )
     U_T = recurrent_blocks_transposed(params)
     rows = jnp.eye(2 * H, dtype=s0.dtype)[dims]
-    return _profile(lambda lin_t, M: lstm_pullback_apply(U_T, lin_t, M), lin, rows, dims)
+    return _profile(lambda lin_t, M: lstm_pullback_apply(U_T, lin_t, M), lin, rows, dims)[::-1]
 
 
 def _check_options(activation: str, recurrent_activation: str, wrt: str | None = None) -> None:
@@ -308,7 +309,7 @@ def lag_norms(
     h0: Array | None = None,
     c0: Array | None = None,
 ) -> Array:
-    r"""Lag profile of an LSTM: ``log10 ||dh_T / dh_t||_F`` for t = 0..T-1.
+    r"""Lag profile of an LSTM: ``log10 ||dh_T / dh_{T-k}||_F`` for every lag k = 1..T, by lag.
 
     With ``wrt="h"`` the Jacobian holds ``c_t`` fixed; with ``wrt="state"`` it is
     ``log10 ||ds_T / ds_t||_F`` for the full state ``s = (h, c)``. Exact to rounding at any depth
@@ -323,7 +324,8 @@ def lag_norms(
       h0, c0: initial state (H,) or (V, H); zeros if None.
 
     Returns:
-      (T,) or (V, T): entry ``t`` is lag ``T - t``. ``-inf`` where the Jacobian is exactly zero.
+      (T,) or (V, T), by lag: entry ``k - 1`` is lag ``k`` (index 0 = lag 1, the last step), as the
+      results store holds profiles. ``-inf`` where the Jacobian is exactly zero.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -394,16 +396,12 @@ def _loss_grad_norms(params, xs, h0, c0, loss_fn, *, activation, recurrent_activ
     return _over_variants(one, params.U.shape[0] if batched else None, params, xs, h0, c0)
 
 
-def by_lag(profile: Array) -> Array:
-    """Reorder a lag profile from t = 0..T-1 to lag = 1..T (reverses the last axis)."""
-    return profile[..., ::-1]
-
-
 def horizon(profile: Array, *, decades: float = 10.0) -> Array:
     r"""First lag at which the profile falls below ``10^-decades``.
 
     Args:
-      profile: log10 norms from :func:`lag_norms`, (..., T) indexed by t.
+      profile: log10 norms by lag, (..., T), entry ``k - 1`` for lag k (as :func:`lag_norms` returns
+        them and the results store holds them).
       decades: k in the threshold ``10^-k``.
 
     Returns:
@@ -412,10 +410,10 @@ def horizon(profile: Array, *, decades: float = 10.0) -> Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> float(horizon(jnp.array([-4.0, -3.0, -2.0, -1.0]), decades=2.5))
+      >>> float(horizon(jnp.array([-1.0, -2.0, -3.0, -4.0]), decades=2.5))  # lags 1..4
       3.0
     """
-    lagged = by_lag(profile)
+    lagged = profile
     below = lagged < -decades
     first = jnp.argmax(below, axis=-1).astype(profile.dtype) + 1
     result = jnp.where(jnp.any(below, axis=-1), first, jnp.inf)
@@ -423,7 +421,7 @@ def horizon(profile: Array, *, decades: float = 10.0) -> Array:
 
 
 def decay_rate(profile: Array) -> Array:
-    r"""Least-squares slope of the profile against lag, in decades per step (negative: vanishing).
+    r"""Least-squares slope of a by-lag profile against lag, in decades per step (negative: vanishing).
 
     Only finite entries enter the fit. A profile that is ``-inf`` from some lag on (an exactly
     zero Jacobian) with fewer than two finite entries gives ``-inf``; NaN if any entry is NaN or
@@ -431,10 +429,10 @@ def decay_rate(profile: Array) -> Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> float(decay_rate(jnp.array([-3.0, -2.0, -1.0])))
+      >>> float(decay_rate(jnp.array([-1.0, -2.0, -3.0])))  # lags 1, 2, 3
       -1.0
     """
-    lagged = by_lag(profile)
+    lagged = profile
     lags = jnp.broadcast_to(jnp.arange(1, lagged.shape[-1] + 1, dtype=profile.dtype), lagged.shape)
     w = jnp.isfinite(lagged).astype(profile.dtype)
     y = jnp.where(w > 0, lagged, 0)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.flow.engine import VARIANT_BLOCK, WRT, by_lag, decay_rate, horizon, lag_norms
+from gradflow.flow.engine import VARIANT_BLOCK, WRT, decay_rate, horizon, lag_norms
 from gradflow.lstm.init import SCHEMES, init_lstm, scheme_index
 from gradflow.lstm.cell import LSTMParams, resolve_activation, resolve_recurrent_activation
 from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
@@ -172,7 +172,7 @@ def profile_variants(
     nonfinite = jnp.zeros(params.U.shape[0], bool)
     for w in wrt:
         profile = lag_norms(params, xs, wrt=w, **activations)
-        out[f"log10_norm_{w}"] = by_lag(profile)
+        out[f"log10_norm_{w}"] = profile
         out[f"horizon_{w}"] = horizon(profile, decades=decades)
         out[f"decay_rate_{w}"] = decay_rate(profile)
         nonfinite = nonfinite | jnp.any(jnp.isnan(profile) | jnp.isposinf(profile), axis=-1)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradflow.flow.engine import by_lag, lag_norms, loss_grad_norms
+from gradflow.flow.engine import lag_norms, loss_grad_norms
 from gradflow.lstm.init import init_lstm
 from gradflow.lstm.cell import LSTMParams, unroll
 from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
@@ -274,7 +274,7 @@ def _train_one(spec: TrainSpec, setting: Mapping[str, Array], data: TrainData) -
         return carry, (fit, jnp.mean(ratio), evaluate(carry[0]))
 
     first = evaluate(model)
-    initial_profile = by_lag(lag_norms(model.lstm, data.X[0], wrt="h", **acts))
+    initial_profile = lag_norms(model.lstm, data.X[0], wrt="h", **acts)
     (final, _), (fits, ratios, evals) = jax.lax.scan(segment, (model, opt.init(model)), jnp.arange(spec.checkpoints))
     out = {k: jnp.concatenate([first[k][None], v]) for k, v in evals.items()}
     out["train_loss"] = fits.reshape(-1)
