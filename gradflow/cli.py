@@ -25,6 +25,13 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def _use_file_backend() -> None:
+    """Figures go to files: a non-interactive matplotlib backend, chosen here and never at import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def _summary(results) -> str:
     lines = []
     for name, array in results.data.items():
@@ -65,6 +72,7 @@ def _load_job(args):
 
 def _plot_store(results, directory: Path) -> list[Path]:
     """Every figure of a store, by its kind (lag profiles or collapse map)."""
+    _use_file_backend()
     if results.attrs.get("title") == "gradflow collapse map":
         from gradflow.plot.collapse import plot_collapse_all
 
@@ -162,7 +170,10 @@ def cmd_diagnose(args) -> int:
 
         model, task = load_model(args.weights), load_task(args.data)
         diagnosis = diagnose_model(model, task, activation=args.activation, head=args.head, thresholds=thresholds)
-    report = write_report(diagnosis, args.out)
+    from gradflow.plot.diagnosis import plot_diagnosis
+
+    _use_file_backend()
+    report = write_report(diagnosis, args.out, figures=plot_diagnosis(diagnosis, args.out))
     if args.json:
         print(to_json(diagnosis))
     else:

@@ -23,6 +23,7 @@ import numpy as np
 
 from gradflow.diagnose.counterfactual import diagnose_setup, parse_setup
 from gradflow.diagnose.report import write_report
+from gradflow.plot.diagnosis import plot_diagnosis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +120,8 @@ def main(argv=None) -> int:
     for example in EXAMPLES:
         print(f"{example['title']} ...", file=sys.stderr, flush=True)
         d = diagnose_setup(parse_setup(setup_text(example, args.seeds), source_name=example["name"]))
-        write_report(d, out / example["name"], title=f"gradflow diagnosis: {example['title']}")
+        directory = out / example["name"]
+        write_report(d, directory, figures=plot_diagnosis(d, directory), title=f"gradflow diagnosis: {example['title']}")
         sections += describe(example, d)
     header = [
         "# The seed examples, diagnosed",

@@ -197,7 +197,8 @@ def collapse_map(
         cmap.results.data["collapsed"].mean()               # fraction of variants that collapsed
     """
     from gradflow.collapse.config import load_collapse_config
-    from gradflow.plot.collapse import collapse_table, plot_collapse_all
+    from gradflow.collapse.table import collapse_table
+    from gradflow.plot.collapse import plot_collapse_all
     from gradflow.sweep.runner import run_sweep
 
     if not isinstance(config, CollapseConfig):

@@ -246,7 +246,6 @@ def diagnose_setup(path_or_setup, *, thresholds=None, show_progress: bool = True
     d.likely_causes = likely_causes(d.checks)
     d.extras["remedies"] = outcomes
     d.extras["markdown"] = remedy_table(outcomes)
-    d.extras["figures"] = [lambda directory: plot_remedy_curves(outcomes, directory / "loss_curves")]
     d.remedies = {n: {"verdict": o.verdict, "collapsed_fraction": float(np.mean(o.collapsed)),
                       "learned_fraction": float(np.mean(o.learned)), "val_loss": float(np.nanmean(o.final_val_loss)),
                       "changes_outcome": o.verdict != base.verdict} for n, o in outcomes.items()}
@@ -263,24 +262,3 @@ def remedy_table(outcomes: dict[str, RemedyOutcome]) -> list[str]:
                      f"{np.nanmean(o.final_val_loss):.3f} | {np.nanmean(o.val_accuracy):.3f} | "
                      f"{'-' if name == 'as given' else ('yes' if o.verdict != base else 'no')} |")
     return lines
-
-
-def plot_remedy_curves(outcomes: dict[str, RemedyOutcome], path: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    from gradflow.plot.profiles import CMAP, STYLE, _save
-
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.0, 3.2), constrained_layout=True)
-        cmap = plt.get_cmap(CMAP)
-        for i, (name, o) in enumerate(outcomes.items()):
-            curve = np.nanmean(o.train_loss, axis=0)
-            window = max(1, curve.size // 50)
-            smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
-            ax.plot(np.arange(smooth.size) + window, smooth, color="k" if name == "as given" else cmap(i / len(outcomes)),
-                    lw=1.6 if name == "as given" else 0.9, label=name)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("minibatch loss (mean over seeds)")
-        ax.legend(frameon=False, fontsize=6, ncol=2)
-        ax.grid(alpha=0.3, lw=0.5)
-        return _save(fig, path)

@@ -1,20 +1,13 @@
-"""The diagnosis as a readable report: markdown with figures, a terminal summary, one JSON object."""
+"""The diagnosis as a readable report: markdown (with the figures it is given), a terminal summary, one JSON object."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gradflow.diagnose.checks import Diagnosis  # noqa: E402
-from gradflow.plot.profiles import CMAP, STYLE, _save  # noqa: E402
-from gradflow.flow.saturation import GATE_NAMES  # noqa: E402
+from gradflow.diagnose.checks import Diagnosis
 
 MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 
@@ -62,50 +55,12 @@ def _clean(obj):
     return obj
 
 
-def plot_lag_profile(d: Diagnosis, path: Path) -> list[Path]:
-    profile = d.extras["profile"]
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(4.2, 2.8), constrained_layout=True)
-        ax.plot(np.arange(1, profile.size + 1), profile, color=plt.get_cmap(CMAP)(0.15))
-        ax.axhline(-d.thresholds["vanishing_decades"], color="0.5", ls="--", lw=0.8, label="vanishing threshold")
-        ax.set_xlabel("lag $T - t$ (steps)")
-        ax.set_ylabel(r"$\log_{10}\,\|\partial h_T/\partial h_t\|_F$")
-        ax.legend(frameon=False)
-        ax.grid(alpha=0.3, lw=0.5)
-        return _save(fig, path)
-
-
-def plot_gates(d: Diagnosis, path: Path) -> list[Path]:
-    values = d.extras["gates"]["values"]
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 4, figsize=(8.0, 2.2), constrained_layout=True, sharey=True)
-        for ax, gate in zip(axes, GATE_NAMES):
-            v = values[gate].ravel()
-            ax.hist(v, bins=40, color=plt.get_cmap(CMAP)(0.3))
-            ax.set_title(f"{gate} gate" if gate != "cell" else "candidate g")
-            ax.set_yscale("log")
-        axes[0].set_ylabel("count (steps x units x inputs)")
-        return _save(fig, path)
-
-
-def plot_predictions(d: Diagnosis, path: Path) -> list[Path]:
-    pred = np.asarray(d.extras["predictions"]).reshape(len(d.extras["predictions"]), -1)
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(4.2, 2.8), constrained_layout=True)
-        ax.hist(pred[:, 0] if pred.shape[1] == 1 else pred.max(1), bins=40, color=plt.get_cmap(CMAP)(0.6))
-        ax.set_xlabel("prediction" if pred.shape[1] == 1 else "largest class probability")
-        ax.set_ylabel("inputs")
-        return _save(fig, path)
-
-
-def write_report(d: Diagnosis, directory: str | Path, *, title: str = "gradflow diagnosis") -> Path:
-    """``report.md`` with the checks, evidence, causes and figures, plus ``diagnosis.json``, in ``directory``."""
+def write_report(d: Diagnosis, directory: str | Path, *, figures: list[Path] = (),
+                 title: str = "gradflow diagnosis") -> Path:
+    """``report.md`` with the checks, evidence, causes and ``figures`` (files in ``directory``, drawn by
+    :func:`gradflow.plot.diagnosis.plot_diagnosis`), plus ``diagnosis.json``, in ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    figures = plot_lag_profile(d, directory / "lag_profile") + plot_gates(d, directory / "gate_saturation")
-    figures += plot_predictions(d, directory / "predictions")
-    for extra in d.extras.get("figures", []):
-        figures += extra(directory)
     lines = [f"# {title}", "", f"**Collapsed: {'yes' if d.collapsed else 'no'}.** Likely causes: "
              + (", ".join(f"`{c}`" for c in d.likely_causes) if d.likely_causes else "none found") + ".", ""]
     lines += ["| check | status | evidence |", "|---|---|---|"]

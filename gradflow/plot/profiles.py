@@ -1,74 +1,28 @@
-"""Publication figures drawn from stored :class:`gradflow.sweep.results.Results`, never recomputed.
-
-PDF and PNG, TrueType fonts embedded, colour-blind-safe colour maps (cividis), log scales where a
-quantity spans decades, deterministic output (no timestamps in the files).
-"""
+"""Figures of a lag-profile sweep, drawn from its stored :class:`gradflow.sweep.results.Results`, never recomputed:
+lag profiles against lag and horizon maps over the swept settings."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.patches import Patch
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
-
-from gradflow.sweep.results import Results  # noqa: E402
-
-STYLE = {
-    "pdf.fonttype": 42,
-    "ps.fonttype": 42,
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "axes.labelsize": 9,
-    "legend.fontsize": 8,
-    "figure.dpi": 150,
-    "savefig.dpi": 200,
-    "savefig.bbox": "tight",
-    "svg.hashsalt": "gradflow",
-}
-CMAP = "cividis"
-LABELS = {
-    "forget_bias": "forget-gate bias $b_f$",
-    "weight_scale": "weight scale (gain)",
-    "seed": "seed",
-    "scheme": "initialisation scheme",
-    "hidden_size": "hidden size $H$",
-    "seq_len": "sequence length $T$",
-    "activation": "cell activation",
-}
-WRT_LABELS = {"h": r"$\log_{10}\,\|\partial h_T/\partial h_t\|_F$", "state": r"$\log_{10}\,\|\partial s_T/\partial s_t\|_F$, $s=(h,c)$"}
-
-
-def _save(fig, path_stem: Path) -> list[Path]:
-    paths = [path_stem.with_suffix(".pdf"), path_stem.with_suffix(".png")]
-    fig.savefig(paths[0], metadata={"CreationDate": None, "ModDate": None})
-    fig.savefig(paths[1], metadata={"Software": None})
-    plt.close(fig)
-    return paths
-
-
-def _label(dim: str) -> str:
-    return LABELS.get(dim, dim.replace("_", " "))
-
-
-def _is_numeric(values: np.ndarray) -> bool:
-    return np.asarray(values).dtype.kind in "fiu"
-
-
-def _is_log_axis(values: np.ndarray) -> bool:
-    """More than two positive numbers spanning at least a decade."""
-    if not _is_numeric(values) or np.size(values) <= 2:
-        return False
-    v = np.asarray(values, dtype=float)
-    return bool(np.all(v > 0) and v.max() / v.min() >= 10)
-
+from gradflow.plot.style import (
+    CMAP,
+    STYLE,
+    WRT_LABELS,
+    axis_label,
+    cell_edges,
+    is_log_axis,
+    positions,
+    save_figure,
+)
+from gradflow.sweep.results import Results, is_numeric
 
 def _reduce(results: Results, name: str, keep: tuple[str, ...]) -> tuple[np.ndarray, str]:
     """``name`` with every dim outside ``keep`` removed: median over ``seed``, first value otherwise.
@@ -120,7 +74,7 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
             len(wrts), len(panel_index), figsize=(2.4 * len(panel_index) + 1.0, 2.2 * len(wrts)),
             squeeze=False, sharex=True, constrained_layout=True,
         )
-        numeric = _is_numeric(colours)
+        numeric = is_numeric(colours)
         norm = Normalize(float(colours.min()), float(colours.max())) if numeric else Normalize(0, len(colours) - 1)
         cmap = plt.get_cmap(CMAP)
         for row, wrt in enumerate(wrts):
@@ -132,8 +86,8 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
                     ax.plot(lags, curve, color=cmap(norm(colours[k] if numeric else k)), lw=1.0)
                 if row == 0 and panel_dim:
                     value = results.coords[panel_dim][p]
-                    text = f"{value:.3g}" if _is_numeric(results.coords[panel_dim]) else str(value)
-                    ax.set_title(f"{_label(panel_dim)} = {text}")
+                    text = f"{value:.3g}" if is_numeric(results.coords[panel_dim]) else str(value)
+                    ax.set_title(f"{axis_label(panel_dim)} = {text}")
                 if row == len(wrts) - 1:
                     ax.set_xlabel("lag $T - t$ (steps)")
                 if col == 0:
@@ -141,12 +95,12 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
                 ax.grid(alpha=0.3, lw=0.5)
         sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
         bar = fig.colorbar(sm, ax=axes, shrink=0.9)
-        bar.set_label(_label(colour_dim))
+        bar.set_label(axis_label(colour_dim))
         if not numeric:
             bar.set_ticks(range(len(colours)), labels=[str(c) for c in colours])
         if note:
             fig.suptitle(f"Lag profiles ({note})", fontsize=9)
-        return _save(fig, Path(path_stem))
+        return save_figure(fig, Path(path_stem))
 
 
 def _plot_single_profile(results: Results, wrts: list[str], path_stem: Path) -> list[Path]:
@@ -161,7 +115,7 @@ def _plot_single_profile(results: Results, wrts: list[str], path_stem: Path) -> 
         ax.set_ylabel("$\\log_{10}$ norm")
         ax.legend(frameon=False)
         ax.grid(alpha=0.3, lw=0.5)
-        return _save(fig, path_stem)
+        return save_figure(fig, path_stem)
 
 
 def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h") -> list[Path]:
@@ -182,29 +136,29 @@ def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h")
         vmin, vmax = (max(1.0, float(finite.min())), float(max(finite.max(), 2.0))) if finite.size else (1.0, float(T))
         cmap = plt.get_cmap(CMAP).with_extremes(over="0.85", bad="#8b0000")
         if len(keep) == 1:
-            x = _positions(ax, results.coords[keep[0]], "x")
+            x = positions(ax, results.coords[keep[0]], "x")
             ax.plot(x, np.where(np.isfinite(horizon), horizon, np.nan), "o-", color=plt.get_cmap(CMAP)(0.2))
             never = np.isposinf(horizon)
             if never.any():
                 ax.plot(x[never], np.full(never.sum(), T), "^", color="0.6", label=f"not within T = {T}")
                 ax.legend(frameon=False)
-            ax.set_xlabel(_label(keep[0]))
+            ax.set_xlabel(axis_label(keep[0]))
             ax.set_ylabel(f"horizon (first lag with norm < {threshold})")
             ax.set_yscale("log")
         else:
-            x, y = (_positions(ax, results.coords[d], axis) for d, axis in zip(keep, "xy"))
+            x, y = (positions(ax, results.coords[d], axis) for d, axis in zip(keep, "xy"))
             img = np.ma.masked_invalid(np.where(np.isposinf(horizon), vmax * 10, horizon)).T
             mesh = ax.pcolormesh(
-                _edges(x), _edges(y), img, cmap=cmap, norm=LogNorm(vmin, vmax) if vmax / vmin > 5 else Normalize(vmin, vmax),
+                cell_edges(x), cell_edges(y), img, cmap=cmap, norm=LogNorm(vmin, vmax) if vmax / vmin > 5 else Normalize(vmin, vmax),
                 shading="flat",
             )
             for values, axis in ((x, ax.xaxis), (y, ax.yaxis)):
-                if _is_log_axis(values):
+                if is_log_axis(values):
                     (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
                     axis.set_major_formatter(FormatStrFormatter("%g"))
                     axis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel(_label(keep[0]))
-            ax.set_ylabel(_label(keep[1]))
+            ax.set_xlabel(axis_label(keep[0]))
+            ax.set_ylabel(axis_label(keep[1]))
             bar = fig.colorbar(mesh, ax=ax, extend="max")
             bar.set_label(f"horizon: first lag with norm < {threshold}")
             handles = [Patch(color="0.85", label=f"not within T = {T}")]
@@ -213,28 +167,7 @@ def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h")
             ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
         title = f"Gradient horizon, wrt {wrt}"
         ax.set_title(f"{title}\n({note})" if note else title)
-        return _save(fig, Path(path_stem))
-
-
-def _positions(ax, values: np.ndarray, axis: str) -> np.ndarray:
-    """Numeric coordinates as they are; categories as 0..n-1 with their names as tick labels."""
-    if _is_numeric(values):
-        return values
-    positions = np.arange(values.size, dtype=float)
-    (ax.set_xticks if axis == "x" else ax.set_yticks)(positions, labels=[str(v) for v in values])
-    return positions
-
-
-def _edges(values: np.ndarray) -> np.ndarray:
-    """Cell edges around sorted coordinate values (geometric midpoints on log-spaced axes)."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5]) if v[0] <= 0.5 else np.array([v[0] / 1.5, v[0] * 1.5])
-    if _is_log_axis(v):
-        mid = np.sqrt(v[1:] * v[:-1])
-        return np.concatenate([[v[0] ** 2 / mid[0]], mid, [v[-1] ** 2 / mid[-1]]])
-    mid = (v[1:] + v[:-1]) / 2
-    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+        return save_figure(fig, Path(path_stem))
 
 
 def plot_all(results: Results, directory: str | Path) -> list[Path]:

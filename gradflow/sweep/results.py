@@ -175,6 +175,11 @@ def open_results(directory: str | Path):
     return xarray.open_zarr(path, consolidated=True)
 
 
+def is_numeric(values) -> bool:
+    """True for coordinate values that are numbers (ordered, drawable on a numeric axis)."""
+    return np.asarray(values).dtype.kind in "fiu"
+
+
 def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
