@@ -5,7 +5,7 @@ What is measured
 - ``chunk_sizes``: one compiled call of :func:`gradflow.flow.variants.profile_variants` (both profiles,
   horizons, decay rates, saturation fractions) on n variants of the default config's spec
   (H = 32, T = 200, D = 8), for several n: variants per second (median of ``--repeats`` calls after a
-  warm-up, ``block_until_ready``), and the memory estimate :func:`gradflow.sweep.chunks.chunk_bytes`
+  warm-up, ``block_until_ready``), and the memory estimate :func:`gradflow.flow.memory.chunk_bytes`
   against XLA's plan of the same executable (``memory_analysis()``: temporaries + arguments +
   outputs; on CPU that plan is the peak of the computation's buffers).
 - ``devices``: the whole default sweep (975 variants) through ``gradflow sweep`` in a fresh process
@@ -13,7 +13,7 @@ What is measured
   comes from the persistent cache): variants per second of the sweep. Simulated devices share this
   machine's cores, so this shows the sharding's overhead, not a speed-up.
 - ``store_overhead``: the default sweep as the bare engine (the same compiled calls on the same
-  chunks, results fetched to host, nothing stored) against :func:`gradflow.sweep.runner.run_sweep` into a
+  chunks, results fetched to host, nothing stored) against :func:`gradflow.run_sweep` into a
   fresh store (creation, chunk writes, done markers, run log) and against a rerun of a finished
   store (resume bookkeeping alone). Target: the store costs under 10% of the bare engine.
 
@@ -40,11 +40,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, measure_matmul_rate, run_metadata, time_calls, write_results, xla_memory_bytes  # noqa: E402
 
-from gradflow.sweep.chunks import chunk_bytes  # noqa: E402
+from gradflow.flow.memory import chunk_bytes  # noqa: E402
 from gradflow.config.profiles import DEFAULT_CONFIG, parse_config  # noqa: E402
-from gradflow.sweep.devices import local_mesh, sharded_profiles  # noqa: E402
+from gradflow.sweep.devices import local_mesh  # noqa: E402
 from gradflow.sweep.store import SweepLayout  # noqa: E402
-from gradflow.sweep.runner import ProfileJob, _pad, run_sweep  # noqa: E402
+from gradflow.profiles.job import profile_job, run_sweep, sharded_profiles  # noqa: E402
+from gradflow.sweep.runner import pad_variants  # noqa: E402
 from gradflow.flow.variants import Grid, probe_inputs, profile_variants  # noqa: E402
 
 QUICK_CONFIG = DEFAULT_CONFIG.replace("num = 25", "num = 5").replace("num = 13", "num = 3").replace(
@@ -104,7 +105,7 @@ def device_scan(config_text: str, counts, attempts: int = 2) -> list[dict]:
 
 def bare_engine(config) -> float:
     """The sweep's compiled calls on its chunks with outputs fetched to host, nothing stored: seconds."""
-    layout = SweepLayout(ProfileJob(config))
+    layout = SweepLayout(profile_job(config))
     values = config.grid.values()
     mesh = local_mesh()
     per_device = layout.chunks.variants_per_chunk
@@ -114,7 +115,7 @@ def bare_engine(config) -> float:
         profiles = sharded_profiles(mesh, spec, config.wrt, config.decades)
         for j in range(layout.chunks.n_chunks):
             lo, hi = layout.chunks.flat_range(j)
-            jax.tree.map(np.asarray, profiles(_pad(values, lo, hi, per_device), xs))
+            jax.tree.map(np.asarray, profiles(pad_variants(values, lo, hi, per_device), xs))
     return time.perf_counter() - start
 
 

@@ -58,34 +58,27 @@ def _load_job(args):
     """The job of ``gradflow sweep/run`` (lag profiles) or ``gradflow collapse``, validated before any work."""
     if args.command == "collapse":
         from gradflow.collapse.config import load_collapse_config
-        from gradflow.collapse.job import CollapseJob
+        from gradflow.collapse.job import collapse_job
 
-        job = CollapseJob(load_collapse_config(args.config))
-    else:
-        from gradflow.config.profiles import load_config
-        from gradflow.sweep.runner import ProfileJob
+        return collapse_job(load_collapse_config(args.config))  # sizes checked here, before any work
+    from gradflow.config.profiles import load_config
+    from gradflow.profiles.job import profile_job
 
-        job = ProfileJob(load_config(args.config))
-    job.work_chunk_size()  # a budget too small for one variant fails here
-    return job
+    return profile_job(load_config(args.config))
 
 
 def _plot_store(results, directory: Path) -> list[Path]:
-    """Every figure of a store, by its kind (lag profiles or collapse map)."""
+    """Every figure of a store, by the kind of job that wrote it (lag profiles or collapse map)."""
     _use_file_backend()
-    if results.attrs.get("title") == "gradflow collapse map":
-        from gradflow.plot.collapse import plot_collapse_all
+    from gradflow.plot.figures import plot_results
 
-        return plot_collapse_all(results, directory)
-    from gradflow.plot.profiles import plot_all
-
-    return plot_all(results, directory)
+    return plot_results(results, directory)
 
 
 def cmd_sweep(args) -> int:
     from gradflow.sweep.processes import initialize_distributed, process_share
     from gradflow.sweep.results import Results
-    from gradflow.sweep.runner import run_sweep
+    from gradflow.sweep.runner import run_job
 
     try:
         job = _load_job(args)
@@ -100,10 +93,10 @@ def cmd_sweep(args) -> int:
     _enable_compilation_cache()
     source = "the embedded default config" if args.config is None else args.config
     part = f" (share {share[0]}/{share[1]})" if share[1] > 1 else ""
-    print(f"gradflow {args.command}: {job.grid.size * job.n_specs()} variants from {source} -> "
+    print(f"gradflow {args.command}: {job.n_variants * job.n_specs} variants from {source} -> "
           f"{out / 'results.zarr'}{part}", file=sys.stderr)
     start = time.perf_counter()
-    report = run_sweep(job, out, share=share, overwrite=args.overwrite, show_progress=not args.quiet)
+    report = run_job(job, out, share=share, overwrite=args.overwrite, show_progress=not args.quiet)
     if not (out / "config.toml").exists() or args.overwrite:
         (out / "config.toml").write_text(job.source)
     resumed = f", {report.skipped} already done" if report.skipped else ""
@@ -165,11 +158,13 @@ def cmd_diagnose(args) -> int:
         if not (args.weights and args.data):
             raise ValueError("gradflow diagnose needs --weights MODEL.npz and --data DATA.npz (or --config SETUP.toml)")
         from gradflow.diagnose.checks import diagnose_model
-        from gradflow.data.tasks import load_task
+        from gradflow.data.tasks import HEAD_FOR_KIND, load_task
         from gradflow.data.weights import load_model
 
-        model, task = load_model(args.weights), load_task(args.data)
-        diagnosis = diagnose_model(model, task, activation=args.activation, head=args.head, thresholds=thresholds)
+        model, task = load_model(args.weights, activation=args.activation), load_task(args.data)
+        if model.head is not None:  # the file does not say how its head is applied: --head, or the labels' kind
+            model = model.replace(head=model.head.replace(output=args.head or HEAD_FOR_KIND[task.kind]))
+        diagnosis = diagnose_model(model, task, thresholds=thresholds)
     from gradflow.plot.diagnosis import plot_diagnosis
 
     _use_file_backend()
@@ -251,10 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gradflow.config.profiles import ConfigError
+    from gradflow.sweep.store import StoreMismatchError
 
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, StoreMismatchError, FileNotFoundError) as err:
         print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:

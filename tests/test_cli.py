@@ -15,7 +15,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from gradflow.cli import main
 from gradflow.config.profiles import parse_config
 from gradflow.sweep.results import Results
-from gradflow.sweep.runner import sweep_results
+from gradflow.profiles.job import sweep_results
 
 #: The spec, wrt, decades and chunk size of tests/test_sweep.py's BASE: the compile is shared.
 CONFIG = """\
@@ -116,7 +116,9 @@ def test_plot_redraws_the_same_figures_from_stored_results(run, tmp_path, capsys
 
 def test_plot_defaults_to_the_figures_folder(run, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr("gradflow.plot.profiles.plot_all", lambda results, directory: calls.append((results, directory)) or [])
+    from gradflow.plot.figures import FIGURES_BY_KIND
+
+    monkeypatch.setitem(FIGURES_BY_KIND, "profiles", lambda results, directory: calls.append((results, directory)) or [])
     assert main(["plot", str(run["out"])]) == 0
     ((results, directory),) = calls
     assert directory == run["out"] / "figures"

@@ -12,9 +12,10 @@ import xarray
 from gradflow.cli import main
 from gradflow.collapse.metrics import collapse_metrics
 from gradflow.collapse.config import parse_collapse_config
-from gradflow.collapse.job import CollapseJob, collapse_map
+from gradflow.collapse.job import CollapseSpecs
 from gradflow.sweep.results import STORE_NAME
 from gradflow.training.train import settings_arrays, train_data, train_variants
+from gradflow.workflows import collapse_map
 from test_collapse_config import BASE
 
 
@@ -28,7 +29,7 @@ def mapped(tmp_path_factory):
 def test_the_store_is_labelled_by_the_swept_settings(mapped):
     out, result = mapped
     ds = xarray.open_zarr(out / STORE_NAME)
-    assert ds.attrs["title"] == "gradflow collapse map"
+    assert ds.attrs["kind"] == "collapse" and ds.attrs["title"] == "gradflow collapse map"
     assert dict(ds.sizes) == {"seq_len": 2, "forget_bias": 2, "seed": 1, "lag": 6, "checkpoint": 3, "t": 7, "step": 20}
     assert ds["collapsed"].dims == ("seq_len", "forget_bias", "seed") and ds["collapsed"].dtype == bool
     assert ds["log10_grad_norm"].dims == ("seq_len", "forget_bias", "seed", "checkpoint", "t")
@@ -44,7 +45,7 @@ def test_the_store_is_labelled_by_the_swept_settings(mapped):
 
 def test_stored_training_equals_direct_training(mapped):
     out, result = mapped
-    job = CollapseJob(parse_collapse_config(BASE))
+    job = CollapseSpecs(parse_collapse_config(BASE))
     for spec, T in enumerate((3, 6)):
         train, val = job.task(spec)
         assert train.seq_len == T

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gradflow.config.profiles import DEFAULT_CONFIG, SHAPE_AXES, Config, ConfigError, load_config, parse_config
-from gradflow.sweep.chunks import MAX_AUTO_CHUNK, chunk_bytes
+from gradflow.flow.memory import MAX_AUTO_CHUNK, chunk_bytes
 from gradflow.sweep.store import config_hash
 from gradflow.flow.variants import ModelSpec
 

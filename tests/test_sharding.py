@@ -10,7 +10,7 @@ import numpy as np
 from gradflow.config.profiles import parse_config
 from gradflow.sweep.results import Results
 from gradflow.sweep.devices import local_mesh
-from gradflow.sweep.runner import run_sweep
+from gradflow.profiles.job import run_sweep
 
 #: 15 variants in chunks of 6 (2 rows of 3 seeds): 3 chunks, the last one short; on 4 devices one
 #: batch of 3 chunks with one idle device.
@@ -36,7 +36,7 @@ def _sweep_on_devices(n_devices: int, out) -> None:
         f"""
         import jax
         from gradflow.config.profiles import parse_config
-        from gradflow.sweep.runner import run_sweep
+        from gradflow.profiles.job import run_sweep
         assert len(jax.local_devices()) == {n_devices}
         run_sweep(parse_config({CONFIG!r}), {str(out)!r}, show_progress=False)
         """

@@ -20,7 +20,7 @@ from gradflow.cli import main
 from gradflow.config.profiles import parse_config
 from gradflow.sweep.results import STORE_NAME
 from gradflow.sweep.store import DONE_DIR, StoreMismatchError, progress_of
-from gradflow.sweep.runner import run_sweep
+from gradflow.profiles.job import run_sweep
 
 #: 24 variants in chunks of 4 (one activation x forget bias row): 6 chunks; the linear cell with
 #: weight scale 1e30 overflows to NaN (stored as such and flagged).

@@ -16,7 +16,8 @@ import pytest
 import gradflow as gf
 from conftest import LOG10_ATOL
 from gradflow.config.profiles import parse_config
-from gradflow.sweep.runner import config_hash, sweep_results
+from gradflow.profiles.job import sweep_results
+from gradflow.sweep.job import config_hash
 from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
 from gradflow.flow.variants import ModelSpec, probe_inputs, profile_variants
 

@@ -1,27 +1,23 @@
-"""The collapse map as a sweep: train every variant, judge collapse, store it all in ``DIR/results.zarr``.
+"""The collapse map as a sweep job: train every variant, judge collapse, store it all in ``DIR/results.zarr``.
 
 Same store, resume, sharding and progress as the lag-profile sweep (:mod:`gradflow.sweep.runner`); one
 compile per combination of shape settings (data size, sequence length, hidden size, activations,
-optimiser).
+optimiser). :func:`collapse_job` describes the sweep; ``gradflow.collapse_map`` runs it and draws the map.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from gradflow.collapse.metrics import collapse_metrics
 from gradflow.collapse.config import CollapseConfig
 from gradflow.config.profiles import ConfigError
-from gradflow.sweep.results import Results
 from gradflow.flow.saturation import GATE_NAMES
 from gradflow.sweep.devices import over_devices
-from gradflow.sweep.store import Variable
+from gradflow.sweep.job import Job, Variable
 from gradflow.data.tasks import Task, adding_task, load_task, recall_task, seed_task, split
 from gradflow.training.train import TrainSpec, settings_arrays, train_data, train_variants
 
@@ -48,11 +44,11 @@ def train_chunk_bytes(spec: TrainSpec, n_val: int, n: int) -> int:
     return 4 * n * per_variant
 
 
-class CollapseJob:
-    """A :class:`gradflow.collapse.config.CollapseConfig` as the store and runner see it."""
+KIND = "collapse"
 
-    title = "gradflow collapse map"
-    dtype = "float32"
+
+class CollapseSpecs:
+    """The data and the training spec of every shape combination of a collapse config (C order)."""
 
     def __init__(self, config: CollapseConfig):
         self.config = config
@@ -63,15 +59,12 @@ class CollapseJob:
             shape_axes["n"], shape_axes["seq_len"] = (self._file_task.n,), (self._file_task.seq_len,)
         self.shape_axes = shape_axes
 
-    # -- what the store needs ------------------------------------------------------------------
     def resolved(self) -> dict:
+        """The config with every value explicit: shapes of a data file and the chunk size resolved."""
         out = self.config.resolved()
         out["shape"] = {k: list(v) for k, v in self.shape_axes.items()}
         out["analysis"]["chunk_size"] = self.work_chunk_size()
         return out
-
-    def spec_dims(self) -> dict[str, tuple]:
-        return {k: v for k, v in self.shape_axes.items() if len(v) > 1}
 
     def n_specs(self) -> int:
         return math.prod(len(v) for v in self.shape_axes.values())
@@ -117,10 +110,6 @@ class CollapseJob:
                 n -= 1
         return n
 
-    def variables(self) -> dict[str, Variable]:
-        return {k: Variable(dims, np.dtype(bool) if k in ("collapsed", "learned") else np.dtype(np.float32))
-                for k, dims in VARIABLES.items()}
-
     def extra_coords(self) -> dict[str, np.ndarray]:
         T = max(self.shape_axes["seq_len"])
         steps, C = self.config.train["steps"], self.config.train["checkpoints"]
@@ -132,11 +121,13 @@ class CollapseJob:
         }
 
     def chunk_function(self, spec: int, mesh):
+        """The compiled training of spec ``spec`` over ``mesh``, and its (replicated) data."""
         ts = self.train_spec(spec)
         fn = over_devices(mesh, functools.partial(_train_chunk, ts), 2)
         return fn, (train_data(*self.task(spec)),)
 
     def finish(self, spec: int, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Verdicts and the initial lag value at the task's lag, from a chunk's training outputs."""
         train, val = self.task(spec)
         metrics = collapse_metrics(val.kind, val.y, outputs["val_loss"][:, -1], outputs["val_accuracy"][:, -1],
                                    outputs["val_spread"][:, -1], thresholds=self.config.thresholds)
@@ -161,57 +152,27 @@ def _train_chunk(spec: TrainSpec, values, data):
     return out
 
 
-@dataclasses.dataclass
-class CollapseMap:
-    """A finished collapse map: the stored results, the onset table and the files written."""
+def collapse_job(config: CollapseConfig) -> Job:
+    """The collapse-map sweep of ``config`` as a :class:`gradflow.sweep.job.Job`.
 
-    results: Results
-    table: dict
-    directory: Path | None
-    files: list[Path]
-
-
-def collapse_map(
-    config: CollapseConfig | str | Path | None = None,
-    out: str | Path | None = None,
-    *,
-    share: tuple[int, int] = (0, 1),
-    overwrite: bool = False,
-    show_progress: bool = True,
-) -> CollapseMap | None:
-    """Train every variant of a collapse config and map where output collapse begins.
-
-    Args:
-      config: a :class:`CollapseConfig`, a path to a TOML file, or None for the embedded example.
-      out: directory of the resumable store and figures; None computes in memory (no files kept).
-      share, overwrite, show_progress: as in :func:`gradflow.sweep.runner.run_sweep`.
-
-    Returns:
-      The map, or None if this process's share is done but others' are not.
-
-    Example (a small grid; see ``scripts/collapse_map.py`` for the full one)::
-
-        import gradflow as gf
-        cmap = gf.collapse_map("configs/collapse_recall.toml", "runs/collapse")
-        cmap.table["onsets"]["forget_bias"]["onset"]        # where collapse begins, per sequence length
-        cmap.results.data["collapsed"].mean()               # fraction of variants that collapsed
+    Raises:
+      gradflow.config.ConfigError: if not even one variant fits the memory budget.
     """
-    from gradflow.collapse.config import load_collapse_config
-    from gradflow.collapse.table import collapse_table
-    from gradflow.plot.collapse import plot_collapse_all
-    from gradflow.sweep.runner import run_sweep
-
-    if not isinstance(config, CollapseConfig):
-        config = load_collapse_config(config)
-    job = CollapseJob(config)
-    if out is None:
-        with tempfile.TemporaryDirectory(prefix="gradflow-collapse-") as tmp:
-            run_sweep(job, tmp, show_progress=show_progress)
-            results = Results.load(tmp)
-        return CollapseMap(results, collapse_table(results), None, [])
-    report = run_sweep(job, out, share=share, overwrite=overwrite, show_progress=show_progress)
-    if not report.complete:
-        return None
-    results = Results.load(out)
-    files = plot_collapse_all(results, Path(out) / "figures")
-    return CollapseMap(results, collapse_table(results), Path(out), files)
+    specs = CollapseSpecs(config)
+    variables = {k: Variable(dims, np.dtype(bool) if k in ("collapsed", "learned") else np.dtype(np.float32))
+                 for k, dims in VARIABLES.items()}
+    return Job(
+        kind=KIND,
+        title="gradflow collapse map",
+        config=specs.resolved(),
+        source=config.source,
+        dtype="float32",
+        spec_axes={k: tuple(v) for k, v in specs.shape_axes.items()},
+        grid_axes={k: tuple(v) for k, v in config.grid.axes.items()},
+        grid_values=config.grid.values(),
+        chunk_size=specs.work_chunk_size(),
+        variables=variables,
+        extra_coords=specs.extra_coords(),
+        chunk_function=specs.chunk_function,
+        finish=specs.finish,
+    )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradflow.sweep.chunks import auto_chunk_size
+from gradflow.flow.memory import auto_chunk_size
 from gradflow.flow.engine import WRT
 from gradflow.lstm.init import SCHEMES
 from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS
@@ -78,7 +78,7 @@ class Config:
       decades: horizon threshold exponent k (first lag below ``10^-k``).
       dtype: ``"float32"`` or ``"float64"``.
       chunk_size: most variants per work chunk (one compiled call per device), or ``"auto"``: as
-        many as fit ``memory_budget_mb`` (see :mod:`gradflow.sweep.chunks`).
+        many as fit ``memory_budget_mb`` (see :mod:`gradflow.flow.memory`).
       memory_budget_mb: device memory one chunk may use, in MiB.
       source: the TOML text it came from.
     """

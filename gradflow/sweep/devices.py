@@ -1,21 +1,18 @@
 """Spreading chunks of variants over the local devices: the one place gradflow shards.
 
-A 1-D mesh with a ``"variants"`` axis spans this process's devices. Each device runs
-:func:`gradflow.flow.variants.profile_variants` on its own slice of a chunk (``shard_map``): variants are
-independent, so no device talks to another and the results do not depend on the device count
-(:mod:`gradflow.sweep.runner` gives every device the same batch size, so the compiled per-device program
-is the same whatever the device count; tested bit for bit).
+A 1-D mesh with a ``"variants"`` axis spans this process's devices. Each device runs a job's chunk
+function on its own slice of a chunk (``shard_map``): variants are independent, so no device talks to
+another and the results do not depend on the device count (:mod:`gradflow.sweep.runner` gives every
+device the same batch size, so the compiled per-device program is the same whatever the device count;
+tested bit for bit).
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from gradflow.flow.variants import ModelSpec, profile_variants
 
 AXIS = "variants"
 
@@ -35,17 +32,3 @@ def over_devices(mesh: Mesh, fn, n_args: int):
     in_specs = (PartitionSpec(AXIS),) + (PartitionSpec(),) * (n_args - 1)
     # check_vma=False: the per-device program is the plain single-device one; nothing crosses devices.
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(AXIS), check_vma=False))
-
-
-@functools.lru_cache(maxsize=None)
-def sharded_profiles(mesh: Mesh, spec: ModelSpec, wrt: tuple[str, ...], decades: float):
-    """``fn(values, xs)``: :func:`profile_variants` with the variants of ``values`` split over ``mesh``.
-
-    One compiled function per (mesh, spec, wrt, decades); ``values`` (V,) each, V a multiple of the
-    mesh size; ``xs`` (T, D) is replicated.
-    """
-
-    def local(values, xs):
-        return profile_variants(spec, values, xs, wrt=wrt, decades=decades)
-
-    return over_devices(mesh, local, 2)

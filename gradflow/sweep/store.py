@@ -13,62 +13,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
-import math
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable, Protocol
 
 import numpy as np
 
 from gradflow.sweep.chunks import ChunkLayout
-from gradflow.config.profiles import ConfigError
+from gradflow.sweep.job import Job, config_hash
 from gradflow.sweep.results import STORE_NAME, VariableSpec, create_group, writing_every_chunk
-from gradflow.flow.variants import Grid
 
 DONE_DIR = ".done"
 
 
-class StoreMismatchError(ConfigError):
-    """``DIR`` holds results of a different config."""
-
-
-def config_hash(config) -> str:
-    """SHA-256 of a config's (or job's) resolved form: equal for configs that compute the same thing."""
-    return hashlib.sha256(json.dumps(config.resolved(), sort_keys=True).encode()).hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class Variable:
-    """A stored per-variant variable: the dimensions it has beyond the swept ones, and its dtype."""
-
-    extra_dims: tuple[str, ...]
-    dtype: np.dtype
-
-
-class Job(Protocol):
-    """What the store and :func:`gradflow.sweep.runner.run_sweep` need from a kind of sweep.
-
-    Implemented by :class:`gradflow.sweep.runner.ProfileJob` (lag profiles) and
-    :class:`gradflow.collapse.job.CollapseJob` (training and collapse).
-    """
-
-    title: str
-    source: str
-    dtype: str
-    grid: Grid
-
-    def resolved(self) -> dict: ...
-    def spec_dims(self) -> dict[str, tuple]: ...
-    def n_specs(self) -> int: ...
-    def work_chunk_size(self) -> int: ...
-    def variables(self) -> dict[str, Variable]: ...
-    def extra_coords(self) -> dict[str, np.ndarray]: ...
-    def chunk_function(self, spec: int, mesh) -> tuple[Callable, tuple]: ...
-    def finish(self, spec: int, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+class StoreMismatchError(ValueError):
+    """``DIR`` holds results of a different config (or no readable store)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +40,7 @@ class SweepLayout:
 
     @property
     def spec_dims(self) -> dict[str, tuple]:
-        return self.job.spec_dims()
+        return self.job.spec_dims
 
     @property
     def spec_shape(self) -> tuple[int, ...]:
@@ -87,16 +48,16 @@ class SweepLayout:
 
     @property
     def n_specs(self) -> int:
-        return math.prod(self.spec_shape)
+        return self.job.n_specs
 
     @property
     def dims(self) -> dict[str, tuple]:
         """Swept shape settings, then the grid axes: the leading dimensions of every variable."""
-        return {**self.spec_dims, **self.job.grid.axes}
+        return {**self.spec_dims, **self.job.grid_axes}
 
     @functools.cached_property
     def chunks(self) -> ChunkLayout:
-        return ChunkLayout(self.job.grid.shape, self.job.work_chunk_size())
+        return ChunkLayout(self.job.grid_shape, self.job.chunk_size)
 
     @property
     def n_work(self) -> int:
@@ -114,18 +75,18 @@ class SweepLayout:
 
     def variables(self) -> dict[str, VariableSpec]:
         dims = tuple(self.dims)
-        shape = self.spec_shape + self.job.grid.shape
+        shape = self.spec_shape + self.job.grid_shape
         chunks = (1,) * len(self.spec_shape) + self.chunks.chunk_shape
-        extra = self.job.extra_coords()
+        extra = self.job.extra_coords
         out = {}
-        for name, var in self.job.variables().items():
+        for name, var in self.job.variables.items():
             sizes = tuple(len(extra[d]) for d in var.extra_dims)
             out[name] = VariableSpec(dims + var.extra_dims, np.dtype(var.dtype), shape + sizes, chunks + sizes)
         return out
 
     def coords(self) -> dict[str, np.ndarray]:
         coords = {k: np.asarray(v) for k, v in self.dims.items()}
-        coords.update({k: np.asarray(v) for k, v in self.job.extra_coords().items()})
+        coords.update({k: np.asarray(v) for k, v in self.job.extra_coords.items()})
         return coords
 
 
@@ -175,7 +136,7 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
         config race to replace it: start one first, or use a fresh directory.
     """
     path = Path(directory) / STORE_NAME
-    digest = config_hash(job)
+    digest = config_hash(job.config)
     found = _stored_hash(path) if path.exists() else digest
     if found != digest:
         if not overwrite:
@@ -192,8 +153,9 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
     layout = SweepLayout(job)
     if not path.exists():
         attrs = {
+            "kind": job.kind,
             "title": job.title,
-            "config": job.resolved(),
+            "config": dict(job.config),
             "config_hash": digest,
             "config_source": job.source,
             "environment": environment,

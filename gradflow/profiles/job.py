@@ -1,0 +1,113 @@
+"""The lag-profile sweep of a config, as a :class:`gradflow.sweep.job.Job`, and the functions that run it.
+
+Every combination of shape settings (hidden size, activations, sequence length) is one compile of
+:func:`gradflow.flow.variants.profile_variants`; the grid's numeric settings are vmapped. Each device
+runs its slice of a work chunk (``shard_map`` over the local mesh); variants are independent, so no
+device talks to another and the results do not depend on the device count.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from gradflow.config.profiles import Config
+from gradflow.flow.saturation import GATE_NAMES
+from gradflow.flow.variants import ModelSpec, probe_inputs, profile_variants
+from gradflow.sweep.devices import over_devices
+from gradflow.sweep.job import Job, Variable
+from gradflow.sweep.results import Results
+from gradflow.sweep.runner import SweepReport, run_job
+
+KIND = "profiles"
+
+
+@functools.lru_cache(maxsize=None)
+def sharded_profiles(mesh: Mesh, spec: ModelSpec, wrt: tuple[str, ...], decades: float):
+    """``fn(values, xs)``: :func:`profile_variants` with the variants of ``values`` split over ``mesh``.
+
+    One compiled function per (mesh, spec, wrt, decades); ``values`` (V,) each, V a multiple of the
+    mesh size; ``xs`` (T, D) is replicated.
+    """
+
+    def local(values, xs):
+        return profile_variants(spec, values, xs, wrt=wrt, decades=decades)
+
+    return over_devices(mesh, local, 2)
+
+
+def profile_job(config: Config) -> Job:
+    """The sweep of ``config``: lag profiles, horizons, decay rates, gate saturation and a nonfinite flag.
+
+    Raises:
+      gradflow.config.ConfigError: if not even one variant fits the memory budget.
+    """
+    specs = [spec for _, spec in config.specs()]
+    dtype = np.dtype(config.dtype)
+    variables = {}
+    for w in config.wrt:
+        variables[f"log10_norm_{w}"] = Variable(("lag",), dtype)
+        variables[f"horizon_{w}"] = Variable((), dtype)
+        variables[f"decay_rate_{w}"] = Variable((), dtype)
+    variables.update({f"saturation_{g}": Variable((), dtype) for g in GATE_NAMES})
+    variables["nonfinite"] = Variable((), np.dtype(bool))
+
+    def chunk_function(spec: int, mesh):
+        model = specs[spec]
+        xs = probe_inputs(model, seed=config.input_seed, dtype=jnp.dtype(config.dtype))
+        return sharded_profiles(mesh, model, config.wrt, config.decades), (xs,)
+
+    return Job(
+        kind=KIND,
+        title="gradflow lag profiles",
+        config=config.resolved(),
+        source=config.source,
+        dtype=config.dtype,
+        spec_axes={k: tuple(v) for k, v in config.shape_axes.items()},
+        grid_axes={k: tuple(v) for k, v in config.grid.axes.items()},
+        grid_values=config.grid.values(),
+        chunk_size=config.work_chunk_size(),
+        variables=variables,
+        extra_coords={"lag": np.arange(1, max(config.shape_axes["seq_len"]) + 1, dtype=np.int32)},
+        chunk_function=chunk_function,
+    )
+
+
+def as_job(config_or_job: Config | Job) -> Job:
+    """A lag-profile config as its :func:`profile_job`; a :class:`Job` (of any kind) as it is."""
+    return config_or_job if isinstance(config_or_job, Job) else profile_job(config_or_job)
+
+
+def run_sweep(
+    config: Config | Job,
+    out: str | Path,
+    *,
+    share: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> SweepReport:
+    """Fill ``out/results.zarr`` with this process's share of the sweep of ``config``; resumes.
+
+    Args:
+      config: a lag-profile :class:`gradflow.config.profiles.Config`, or any :class:`gradflow.sweep.job.Job`.
+      out: output directory.
+      share: ``(i, n)``: this process takes work items ``k`` with ``k % n == i``.
+      overwrite: replace a store of a different config instead of refusing it.
+      show_progress: progress bar on a terminal, log lines otherwise.
+
+    Raises:
+      gradflow.sweep.store.StoreMismatchError: ``out`` holds a different config's sweep (and not ``overwrite``).
+    """
+    return run_job(as_job(config), out, share=share, overwrite=overwrite, show_progress=show_progress)
+
+
+def sweep_results(config: Config | Job, *, show_progress: bool = False) -> Results:
+    """The whole sweep of ``config`` computed in this process and returned in memory (no store kept)."""
+    with tempfile.TemporaryDirectory(prefix="gradflow-") as tmp:
+        run_job(as_job(config), tmp, show_progress=show_progress)
+        return Results.load(tmp)

@@ -1,0 +1,69 @@
+"""Commands as functions: run a sweep job into its store, then draw its figures.
+
+The top of the layering (beside :mod:`gradflow.cli`): it joins the applications to :mod:`gradflow.plot`,
+which no application imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from gradflow.collapse.config import CollapseConfig, load_collapse_config
+from gradflow.collapse.job import collapse_job
+from gradflow.collapse.table import collapse_table
+from gradflow.plot.collapse import plot_collapse_all
+from gradflow.sweep.results import Results
+from gradflow.sweep.runner import run_job
+
+
+@dataclasses.dataclass
+class CollapseMap:
+    """A finished collapse map: the stored results, the onset table and the files written."""
+
+    results: Results
+    table: dict
+    directory: Path | None
+    files: list[Path]
+
+
+def collapse_map(
+    config: CollapseConfig | str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    share: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> CollapseMap | None:
+    """Train every variant of a collapse config and map where output collapse begins.
+
+    Args:
+      config: a :class:`CollapseConfig`, a path to a TOML file, or None for the embedded example.
+      out: directory of the resumable store and figures; None computes in memory (no files kept).
+      share, overwrite, show_progress: as in :func:`gradflow.run_sweep`.
+
+    Returns:
+      The map, or None if this process's share is done but others' are not.
+
+    Example (a small grid; see ``scripts/collapse_map.py`` for the full one)::
+
+        import gradflow as gf
+        cmap = gf.collapse_map("configs/collapse_recall.toml", "runs/collapse")
+        cmap.table["onsets"]["forget_bias"]["onset"]        # where collapse begins, per sequence length
+        cmap.results.data["collapsed"].mean()               # fraction of variants that collapsed
+    """
+    if not isinstance(config, CollapseConfig):
+        config = load_collapse_config(config)
+    job = collapse_job(config)
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="gradflow-collapse-") as tmp:
+            run_job(job, tmp, show_progress=show_progress)
+            results = Results.load(tmp)
+        return CollapseMap(results, collapse_table(results), None, [])
+    report = run_job(job, out, share=share, overwrite=overwrite, show_progress=show_progress)
+    if not report.complete:
+        return None
+    results = Results.load(out)
+    files = plot_collapse_all(results, Path(out) / "figures")
+    return CollapseMap(results, collapse_table(results), Path(out), files)
