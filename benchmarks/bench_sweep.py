@@ -34,17 +34,16 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, measure_matmul_rate, run_metadata, time_calls, write_results, xla_memory_bytes  # noqa: E402
 
 from gradflow.flow.memory import chunk_bytes  # noqa: E402
-from gradflow.config.profiles import DEFAULT_CONFIG, parse_config  # noqa: E402
+from gradflow.config import DEFAULT_CONFIG, parse_config  # noqa: E402
 from gradflow.sweep.devices import local_mesh  # noqa: E402
 from gradflow.sweep.store import SweepLayout  # noqa: E402
-from gradflow.profiles.job import profile_job, run_sweep, sharded_profiles  # noqa: E402
+from gradflow.profiles.job import profile_job, run_sweep  # noqa: E402
 from gradflow.sweep.runner import pad_variants  # noqa: E402
 from gradflow.flow.variants import Grid, probe_inputs, profile_variants  # noqa: E402
 
@@ -60,15 +59,15 @@ def _values(n: int) -> dict[str, np.ndarray]:
 
 def chunk_size_scan(config, sizes, repeats) -> list[dict]:
     spec = config.specs()[0][1]
-    xs = probe_inputs(spec, seed=config.input_seed)
+    xs = probe_inputs(spec, seed=config.data.input_seed)
     rows = []
     for n in sizes:
         values = _values(n)
-        kwargs = {"wrt": config.wrt, "decades": config.decades}
+        kwargs = {"wrt": config.analysis.wrt, "decades": config.analysis.decades}
         compiled = profile_variants.lower(spec, values, xs, **kwargs).compile()
         timing = time_calls(lambda: profile_variants(spec, values, xs, **kwargs), repeats=repeats)
         plan = xla_memory_bytes(compiled)
-        estimate = chunk_bytes(spec, n, n_profiles=len(config.wrt))
+        estimate = chunk_bytes(spec, n, n_profiles=len(config.analysis.wrt))
         rows.append({
             "variants": n,
             "median_s": timing.median_s,
@@ -105,17 +104,17 @@ def device_scan(config_text: str, counts, attempts: int = 2) -> list[dict]:
 
 def bare_engine(config) -> float:
     """The sweep's compiled calls on its chunks with outputs fetched to host, nothing stored: seconds."""
-    layout = SweepLayout(profile_job(config))
-    values = config.grid.values()
+    job = profile_job(config)
+    layout = SweepLayout(job)
+    values = {k: np.asarray(v) for k, v in job.grid_values.items()}
     mesh = local_mesh()
     per_device = layout.chunks.variants_per_chunk
     start = time.perf_counter()
-    for _, spec in config.specs():
-        xs = probe_inputs(spec, seed=config.input_seed, dtype=jnp.dtype(config.dtype))
-        profiles = sharded_profiles(mesh, spec, config.wrt, config.decades)
+    for spec in range(job.n_specs):
+        fn, args = job.chunk_function(spec, mesh)
         for j in range(layout.chunks.n_chunks):
             lo, hi = layout.chunks.flat_range(j)
-            jax.tree.map(np.asarray, profiles(pad_variants(values, lo, hi, per_device), xs))
+            jax.tree.map(np.asarray, fn(pad_variants(values, lo, hi, per_device), *args))
     return time.perf_counter() - start
 
 
@@ -134,7 +133,7 @@ def store_overhead(config, repeats) -> dict:
             resumed.append(time.perf_counter() - start)
     b, s, z = statistics.median(bare), statistics.median(stored), statistics.median(resumed)
     return {
-        "variants": config.grid.size * len(config.specs()),
+        "variants": config.variants().size * len(config.specs()),
         "bare_engine_s": b, "sweep_with_store_s": s, "rerun_of_finished_store_s": z,
         "bare_engine_all_s": bare, "sweep_with_store_all_s": stored,
         "overhead_fraction": (s - b) / b,

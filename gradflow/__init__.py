@@ -7,7 +7,7 @@ from gradflow.flow.engine import WRT, decay_rate, horizon, lag_norms, loss_grad_
 from gradflow.lstm.init import SCHEMES, init_lstm
 from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
 from gradflow.lstm.module import LSTM
-from gradflow.config.profiles import load_config, parse_config
+from gradflow.config import load_config, parse_config
 from gradflow.sweep.results import open_results
 from gradflow.profiles.job import run_sweep, sweep_results
 from gradflow.workflows import collapse_map

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gradflow.sweep.layout import OutputLayout
+
 DEFAULT_OUT = "gradflow-out"
 
 
@@ -56,12 +58,12 @@ def _summary(results) -> str:
 
 def _load_job(args):
     """The job of ``gradflow sweep/run`` (lag profiles) or ``gradflow collapse``, validated before any work."""
+    from gradflow.config import load_config
+
     if args.command == "collapse":
-        from gradflow.collapse.config import load_collapse_config
         from gradflow.collapse.job import collapse_job
 
-        return collapse_job(load_collapse_config(args.config))  # sizes checked here, before any work
-    from gradflow.config.profiles import load_config
+        return collapse_job(load_config(args.config, command="collapse"))  # sizes checked here, before any work
     from gradflow.profiles.job import profile_job
 
     return profile_job(load_config(args.config))
@@ -83,7 +85,7 @@ def cmd_sweep(args) -> int:
     try:
         job = _load_job(args)
     except ValueError as err:  # bad data in an .npz named by a collapse config
-        from gradflow.config.profiles import ConfigError
+        from gradflow.config import ConfigError
 
         raise ConfigError(str(err)) from None
     if args.distributed:
@@ -97,8 +99,9 @@ def cmd_sweep(args) -> int:
           f"{out / 'results.zarr'}{part}", file=sys.stderr)
     start = time.perf_counter()
     report = run_job(job, out, share=share, overwrite=args.overwrite, show_progress=not args.quiet)
-    if not (out / "config.toml").exists() or args.overwrite:
-        (out / "config.toml").write_text(job.source)
+    files = OutputLayout(out)
+    if not files.config_file.exists() or args.overwrite:
+        files.config_file.write_text(job.source)
     resumed = f", {report.skipped} already done" if report.skipped else ""
     print(f"computed {report.computed} work chunks{resumed} in {report.seconds:.1f} s; "
           f"store {report.done}/{report.total} chunks done", file=sys.stderr)
@@ -107,9 +110,9 @@ def cmd_sweep(args) -> int:
               f"'gradflow plot {out}' once they are done)")
         return 0
     results = Results.load(out)
-    figures = [] if args.no_plot else _plot_store(results, out / "figures")
+    figures = [] if args.no_plot else _plot_store(results, files.figures)
     print(_summary(results))
-    print(f"wrote {report.path}, {out / 'config.toml'} and {len(figures)} files in {out / 'figures'} "
+    print(f"wrote {report.path}, {files.config_file} and {len(figures)} files in {files.figures} "
           f"({time.perf_counter() - start:.1f} s)")
     return 0
 
@@ -123,7 +126,7 @@ def cmd_plot(args) -> int:
     if done < total:
         print(f"gradflow plot: warning: the store is incomplete ({done}/{total} chunks); missing values are blank",
               file=sys.stderr)
-    figures = _plot_store(results, Path(args.out) if args.out else Path(args.dir) / "figures")
+    figures = _plot_store(results, Path(args.out) if args.out else OutputLayout(args.dir).figures)
     print("\n".join(str(p) for p in figures))
     return 0
 
@@ -245,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from gradflow.config.profiles import ConfigError
+    from gradflow.config import ConfigError
     from gradflow.sweep.store import StoreMismatchError
 
     try:

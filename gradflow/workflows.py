@@ -1,7 +1,8 @@
 """Commands as functions: run a sweep job into its store, then draw its figures.
 
 The top of the layering (beside :mod:`gradflow.cli`): it joins the applications to :mod:`gradflow.plot`,
-which no application imports.
+which no application imports. Plotting is imported where a figure is drawn, so ``import gradflow``
+loads no plotting library.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from gradflow.collapse.config import CollapseConfig, load_collapse_config
 from gradflow.collapse.job import collapse_job
 from gradflow.collapse.table import collapse_table
-from gradflow.plot.collapse import plot_collapse_all
+from gradflow.config import Config, load_config
+from gradflow.sweep.layout import OutputLayout
 from gradflow.sweep.results import Results
 from gradflow.sweep.runner import run_job
 
@@ -29,7 +30,7 @@ class CollapseMap:
 
 
 def collapse_map(
-    config: CollapseConfig | str | Path | None = None,
+    config: Config | str | Path | None = None,
     out: str | Path | None = None,
     *,
     share: tuple[int, int] = (0, 1),
@@ -39,7 +40,7 @@ def collapse_map(
     """Train every variant of a collapse config and map where output collapse begins.
 
     Args:
-      config: a :class:`CollapseConfig`, a path to a TOML file, or None for the embedded example.
+      config: a collapse :class:`gradflow.config.Config`, a path to a TOML file, or None for the embedded example.
       out: directory of the resumable store and figures; None computes in memory (no files kept).
       share, overwrite, show_progress: as in :func:`gradflow.run_sweep`.
 
@@ -53,8 +54,8 @@ def collapse_map(
         cmap.table["onsets"]["forget_bias"]["onset"]        # where collapse begins, per sequence length
         cmap.results.data["collapsed"].mean()               # fraction of variants that collapsed
     """
-    if not isinstance(config, CollapseConfig):
-        config = load_collapse_config(config)
+    if not isinstance(config, Config):
+        config = load_config(config, command="collapse")
     job = collapse_job(config)
     if out is None:
         with tempfile.TemporaryDirectory(prefix="gradflow-collapse-") as tmp:
@@ -65,5 +66,7 @@ def collapse_map(
     if not report.complete:
         return None
     results = Results.load(out)
-    files = plot_collapse_all(results, Path(out) / "figures")
+    from gradflow.plot.collapse import plot_collapse_all
+
+    files = plot_collapse_all(results, OutputLayout(out).figures)
     return CollapseMap(results, collapse_table(results), Path(out), files)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradflow.diagnose.counterfactual import diagnose_setup, parse_setup
+from gradflow.config import parse_config
+from gradflow.diagnose.counterfactual import diagnose_setup
 from gradflow.diagnose.report import write_report
 from gradflow.plot.diagnosis import plot_diagnosis
 
@@ -50,28 +51,31 @@ EXAMPLES = [
 
 
 def setup_text(example: dict, seeds: int) -> str:
+    """The example as a diagnose config (``gradflow diagnose --config``)."""
     s = example["setup"]
     return f"""\
+[model]
+input_size = 10
+hidden_size = 50
+activation = "{s['activation']}"
+
+[grid]
+forget_bias = 1.0
+scheme = "{s['scheme']}"
+learning_rate = 0.001
+l2 = {s['l2']}
+seed = {list(range(seeds))}
+
 [data]
 task = "seed"
 n = {s['n']}
 seq_len = 20
-features = 10
 validation = 0.2
-
-[model]
-hidden_size = 50
-activation = "{s['activation']}"
-scheme = "{s['scheme']}"
-forget_bias = 1.0
 
 [train]
 optimizer = "adam"
-learning_rate = 0.001
 epochs = 100
 batch_size = 32
-l2 = {s['l2']}
-seeds = {seeds}
 """
 
 
@@ -119,7 +123,8 @@ def main(argv=None) -> int:
     sections = []
     for example in EXAMPLES:
         print(f"{example['title']} ...", file=sys.stderr, flush=True)
-        d = diagnose_setup(parse_setup(setup_text(example, args.seeds), source_name=example["name"]))
+        setup = parse_config(setup_text(example, args.seeds), command="diagnose", source_name=example["name"])
+        d = diagnose_setup(setup)
         directory = out / example["name"]
         write_report(d, directory, figures=plot_diagnosis(d, directory), title=f"gradflow diagnosis: {example['title']}")
         sections += describe(example, d)

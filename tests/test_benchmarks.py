@@ -1,5 +1,6 @@
 """The benchmark scripts run (quick sizes) and their correctness checks hold; speed is not asserted."""
 
+import pytest
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ def _run_quick(name: str, out: Path, *flags: str) -> dict:
     return json.loads((out / f"{name}.json").read_text())
 
 
+@pytest.mark.slow
 def test_bench_flow_quick_runs_and_gradflow_is_finite_where_the_peer_underflows(tmp_path):
     record = _run_quick("bench_flow", tmp_path, "--no-torch", "--no-rss")
     deep = record["deep_case"]
@@ -33,6 +35,7 @@ def test_bench_flow_quick_runs_and_gradflow_is_finite_where_the_peer_underflows(
     assert record["metadata"]["versions"]["jax"] and record["metadata"]["devices"]
 
 
+@pytest.mark.slow
 def test_bench_sweep_quick_runs_and_records_every_part(tmp_path):
     record = _run_quick("bench_sweep", tmp_path)
     assert [r["variants"] for r in record["chunk_sizes"]] == [4, 16]
@@ -43,6 +46,7 @@ def test_bench_sweep_quick_runs_and_records_every_part(tmp_path):
     assert overhead["variants"] == 45 and overhead["bare_engine_s"] > 0 and overhead["sweep_with_store_s"] > 0
 
 
+@pytest.mark.slow
 def test_bench_train_quick_runs_and_compares_vmapped_with_the_loop(tmp_path):
     record = _run_quick("bench_train", tmp_path)
     rows = record["result"]["sizes"]

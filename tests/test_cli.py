@@ -13,7 +13,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from gradflow.cli import main
-from gradflow.config.profiles import parse_config
+from gradflow.config import parse_config
 from gradflow.sweep.results import Results
 from gradflow.profiles.job import sweep_results
 

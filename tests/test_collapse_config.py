@@ -1,19 +1,18 @@
-"""Collapse configs: the embedded example, every setting's validation, npz tasks."""
+"""Collapse configs: the embedded example, every setting's validation, npz tasks, steps or epochs."""
 
 import numpy as np
 import pytest
 
-from gradflow.collapse.config import DEFAULT_COLLAPSE_CONFIG, load_collapse_config, parse_collapse_config
-from gradflow.config.profiles import ConfigError
+from gradflow.config import DEFAULT_COLLAPSE_CONFIG, ConfigError, load_config, parse_config
 
 BASE = """\
-[task]
-name = "recall"
-n = 40
-seq_len = [3, 6]
-
 [model]
 hidden_size = 4
+
+[data]
+task = "recall"
+n = 40
+seq_len = [3, 6]
 
 [train]
 steps = 20
@@ -26,17 +25,38 @@ seed = [0]
 """
 
 
+def _parse(text):
+    return parse_config(text, command="collapse")
+
+
 def test_the_embedded_example_and_a_small_config_parse():
-    cfg = load_collapse_config()
-    assert cfg.source == DEFAULT_COLLAPSE_CONFIG and cfg.map_axes == ("forget_bias", "seq_len")
-    small = parse_collapse_config(BASE)
+    cfg = load_config(command="collapse")
+    assert cfg.source == DEFAULT_COLLAPSE_CONFIG and cfg.analysis.map == ("forget_bias", "seq_len")
+    small = _parse(BASE)
+    assert small.command == "collapse"
     assert small.shape_axes["seq_len"] == (3, 6) and small.shape_axes["n"] == (40,)
-    assert small.task == {"name": "recall", "features": 1, "noise": 1.0, "validation": 0.2, "data_seed": 0}
-    assert small.train == {"steps": 20, "batch_size": 8, "checkpoints": 2, "grad_probe": 4}
+    d = small.data
+    assert (d.task, small.model.input_size, d.noise, d.validation, d.data_seed, d.path) == ("recall", 1, 1.0, 0.2, 0, None)
+    t = small.train
+    assert (t.steps, t.batch_size, t.checkpoints, t.grad_probe, t.epochs) == (20, 8, 2, 4, None)
     assert small.grid.axes == {"forget_bias": (-2.0, 2.0), "seed": (0,)}
-    assert small.map_axes == ("seq_len", "forget_bias") and small.thresholds == {"spread": 0.1, "loss": 0.9}
-    seeded = parse_collapse_config(BASE.replace('name = "recall"', 'name = "seed"'))
-    assert seeded.task["features"] == 10
+    a = small.analysis
+    assert a.map == ("seq_len", "forget_bias") and (a.spread_threshold, a.loss_threshold) == (0.1, 0.9)
+    seeded = _parse(BASE.replace('task = "recall"', 'task = "seed"'))
+    assert seeded.model.input_size == 10
+    assert _parse(BASE.replace('task = "recall"', 'task = "adding"')).model.input_size == 2
+
+
+def test_resolved_holds_the_tables_of_the_one_vocabulary():
+    resolved = _parse(BASE).resolved()
+    assert resolved == {
+        "model": {"input_size": 1, "hidden_size": [4], "activation": ["tanh"], "recurrent_activation": ["sigmoid"]},
+        "grid": {"forget_bias": [-2.0, 2.0], "seed": [0]},
+        "data": {"task": "recall", "n": [40], "seq_len": [3, 6], "noise": 1.0, "validation": 0.2, "data_seed": 0},
+        "train": {"optimizer": ["adam"], "steps": 20, "batch_size": 8, "checkpoints": 2, "grad_probe": 4},
+        "analysis": {"map": ["seq_len", "forget_bias"], "spread_threshold": 0.1, "loss_threshold": 0.9,
+                     "chunk_size": "auto"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -44,40 +64,62 @@ def test_the_embedded_example_and_a_small_config_parse():
     [
         ("[model]", "[models]", r"unknown table\(s\) \['models'\]"),
         ("hidden_size = 4", "hidden = 4", r"\[model\]: unknown key\(s\) \['hidden'\]; allowed keys are"),
-        ('name = "recall"', 'name = "copy"', r"\[task\]\.name: 'copy' is not one of"),
-        ('name = "recall"\n', "", r"\[task\]\.name is required"),
-        ("n = 40", "n = 1", r"\[task\]\.n must hold integers >= 2; got 1"),
-        ("seq_len = [3, 6]", "seq_len = []", r"\[task\]\.seq_len is an empty list"),
-        ('name = "recall"', 'name = "adding"\nfeatures = 3', r"\[task\]\.features is 2 for the adding problem"),
-        ('name = "recall"', 'name = "npz"', r"\[task\]\.path must name the \.npz file"),
-        ('name = "recall"', 'name = "recall"\npath = "x.npz"', r"\[task\]\.path is only for name = \"npz\""),
+        ('task = "recall"', 'task = "copy"', r"\[data\]\.task: 'copy' is not one of"),
+        ('task = "recall"\n', "", r"\[data\]\.task is required"),
+        ("n = 40", "n = 1", r"\[data\]\.n must hold integers >= 2; got 1"),
+        ("seq_len = [3, 6]", "seq_len = []", r"\[data\]\.seq_len is an empty list"),
+        ('hidden_size = 4\n\n[data]\ntask = "recall"', 'hidden_size = 4\ninput_size = 3\n\n[data]\ntask = "adding"',
+         r"\[model\]\.input_size is 2 for the adding problem"),
+        ('task = "recall"\nn = 40\nseq_len = [3, 6]', 'task = "adding"\nn = 40\nseq_len = [1, 6]',
+         r"\[data\]\.seq_len must hold integers >= 2 for the adding problem; got 1"),
+        ('task = "recall"', 'task = "npz"', r"\[data\]\.path must name the \.npz file"),
+        ('task = "recall"', 'task = "recall"\npath = "x.npz"', r'\[data\]\.path is only for task = "npz"'),
         ("steps = 20", "steps = 21", r"\[train\]\.steps \(21\) must be a multiple of \[train\]\.checkpoints \(2\)"),
+        ("steps = 20", "steps = 20\nepochs = 2", r"\[train\]\.steps and \[train\]\.epochs exclude each other"),
         ("[train]", '[train]\noptimizer = "adagrad"', r"\[train\]\.optimizer: 'adagrad' is not one of"),
-        ("seed = [0]", "seed = [0]\nlearning_rate = [0.0]", r"\[grid\]\.learning_rate must be positive"),
-        ("seed = [0]", "seed = [0]\nclip_norm = -1.0", r"\[grid\]\.clip_norm must be >= 0"),
-        ("seed = [0]", "seed = [0]\nl2 = nan", r"\[grid\]\.l2 must be a finite number"),
+        ("seed = [0]", "seed = [0]\nlearning_rate = [0.0]", r"\[grid\]\.learning_rate must hold positive numbers"),
+        ("seed = [0]", "seed = [0]\nclip_norm = -1.0", r"\[grid\]\.clip_norm must hold numbers >= 0"),
+        ("seed = [0]", "seed = [0]\nl2 = nan", r"\[grid\]\.l2 must hold numbers >= 0; got \[nan\]"),
         ("seed = [0]", "seed = [0]\n[analysis]\nmap = [\"weight_scale\"]", r"\[analysis\]\.map: 'weight_scale' is not a swept"),
         ("seed = [0]", "seed = [0]\n[analysis]\nchunk_size = 0", r'\[analysis\]\.chunk_size must be a positive integer or "auto"'),
-        ("seed = [0]", "seed = [0]\n[analysis]\nspread_threshold = -1", r"\[analysis\]\.spread_threshold must be positive"),
-        ("[task]", "[task]\nvalidation = 1.5", r"\[task\]\.validation must be a fraction in \(0, 1\)"),
+        ("seed = [0]", "seed = [0]\n[analysis]\nspread_threshold = -1", r"\[analysis\]\.spread_threshold must be a positive"),
+        ("[data]", "[data]\nvalidation = 1.5", r"\[data\]\.validation must be a fraction in \(0, 1\)"),
+        ("[data]", "[data]\ninput_seed = 1", r"\[data\]\.input_seed is not used by 'gradflow collapse' \(it is for sweep\)"),
+        ("seed = [0]", "seed = [0]\n[analysis]\ndecades = 3", r"\[analysis\]\.decades is not used by 'gradflow collapse'"),
     ],
 )
 def test_bad_settings_name_the_key(old, new, message):
     assert old in BASE
     with pytest.raises(ConfigError, match=message):
-        parse_collapse_config(BASE.replace(old, new))
+        _parse(BASE.replace(old, new))
+
+
+def test_epochs_instead_of_steps():
+    cfg = _parse(BASE.replace("steps = 20", "epochs = 4"))
+    assert (cfg.train.steps, cfg.train.epochs) == (None, 4)
+    # 32 training sequences in batches of 8: 4 steps per epoch; a batch larger than the data is the data
+    assert cfg.train.schedule(32) == (16, 2) and cfg.train.schedule(6) == (4, 2)
+    with pytest.raises(ConfigError, match=r"\[train\]\.epochs = 4 gives 16 steps for 32 training sequences, not a "
+                                          r"multiple of \[train\]\.checkpoints \(5\)"):
+        _parse(BASE.replace("steps = 20", "epochs = 4").replace("checkpoints = 2", "checkpoints = 5")).train.schedule(32)
+    train = cfg.resolved()["train"]
+    assert train["epochs"] == 4 and "steps" not in train  # the job resolves the steps (tests/test_collapse_job.py)
 
 
 def test_an_npz_task_takes_its_sizes_from_the_file(tmp_path):
     np.savez(tmp_path / "data.npz", X=np.zeros((20, 5, 3)), y=np.arange(20) % 2)
-    text = BASE.replace('name = "recall"\nn = 40\nseq_len = [3, 6]', 'name = "npz"\npath = "data.npz"')
+    text = BASE.replace('task = "recall"\nn = 40\nseq_len = [3, 6]', 'task = "npz"\npath = "data.npz"')
     (tmp_path / "c.toml").write_text(text)
-    cfg = load_collapse_config(tmp_path / "c.toml")  # the path is relative to the config file
-    assert cfg.task["path"] == str(tmp_path / "data.npz")
-    with pytest.raises(ConfigError, match=r"\[task\]\.seq_len is set by the data file"):
-        load_collapse_config(_write(tmp_path, text.replace('path = "data.npz"', 'path = "data.npz"\nseq_len = 5')))
-    with pytest.raises(ConfigError, match=r"\[task\]\.path: data file .*missing.npz' does not exist"):
-        load_collapse_config(_write(tmp_path, text.replace("data.npz", "missing.npz")))
+    cfg = load_config(tmp_path / "c.toml", command="collapse")  # the path is relative to the config file
+    assert cfg.data.path == str(tmp_path / "data.npz")
+    assert (cfg.data.n, cfg.data.seq_len, cfg.model.input_size) == (None, None, None)  # the file's, once read
+    assert cfg.make_task().X.shape == (20, 5, 3)
+    with pytest.raises(ConfigError, match=r"\[data\]\.seq_len is set by the data file"):
+        load_config(_write(tmp_path, text.replace('path = "data.npz"', 'path = "data.npz"\nseq_len = 5')), command="collapse")
+    with pytest.raises(ConfigError, match=r"\[model\]\.input_size is set by the data file"):
+        load_config(_write(tmp_path, text.replace("hidden_size = 4", "hidden_size = 4\ninput_size = 3")), command="collapse")
+    with pytest.raises(ConfigError, match=r"\[data\]\.path: data file .*missing.npz' does not exist"):
+        load_config(_write(tmp_path, text.replace("data.npz", "missing.npz")), command="collapse")
 
 
 def _write(tmp_path, text):

@@ -10,10 +10,10 @@ import pytest
 import xarray
 
 from gradflow.cli import main
-from gradflow.collapse.metrics import collapse_metrics
-from gradflow.collapse.config import parse_collapse_config
 from gradflow.collapse.job import CollapseSpecs
-from gradflow.sweep.results import STORE_NAME
+from gradflow.collapse.metrics import collapse_metrics
+from gradflow.config import ConfigError, load_config, parse_config
+from gradflow.sweep.layout import STORE_NAME
 from gradflow.training.train import settings_arrays, train_data, train_variants
 from gradflow.workflows import collapse_map
 from test_collapse_config import BASE
@@ -22,7 +22,7 @@ from test_collapse_config import BASE
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory):
     out = tmp_path_factory.mktemp("collapse")
-    result = collapse_map(parse_collapse_config(BASE), out, show_progress=False)
+    result = collapse_map(parse_config(BASE, command="collapse"), out, show_progress=False)
     return out, result
 
 
@@ -45,11 +45,12 @@ def test_the_store_is_labelled_by_the_swept_settings(mapped):
 
 def test_stored_training_equals_direct_training(mapped):
     out, result = mapped
-    job = CollapseSpecs(parse_collapse_config(BASE))
+    config = parse_config(BASE, command="collapse")
+    job = CollapseSpecs(config)
     for spec, T in enumerate((3, 6)):
         train, val = job.task(spec)
         assert train.seq_len == T
-        values = job.grid.values()
+        values = config.variants().values()
         with jax.numpy_dtype_promotion("standard"):
             direct = jax.tree.map(np.asarray, train_variants(job.train_spec(spec), settings_arrays(values),
                                                               train_data(train, val)))
@@ -70,7 +71,7 @@ def test_stored_training_equals_direct_training(mapped):
 
 def test_a_rerun_resumes_with_nothing_to_train(mapped):
     out, _ = mapped
-    again = collapse_map(parse_collapse_config(BASE), out, show_progress=False)
+    again = collapse_map(parse_config(BASE, command="collapse"), out, show_progress=False)
     last = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
     assert last["computed"] == 0 and last["skipped"] == 2
     np.testing.assert_array_equal(again.results.data["val_loss"], mapped[1].results.data["val_loss"])
@@ -92,3 +93,26 @@ def test_the_command_line_trains_plots_and_summarises(tmp_path, mapped, capsys):
     assert main(["info", str(out)]) == 0
     assert "collapsed                 true for" in capsys.readouterr().out
     assert sorted(os.listdir(out)) == ["config.toml", "figures", "results.zarr", "runs.jsonl"]
+
+
+def test_epochs_give_the_steps_that_the_store_records(tmp_path):
+    by_epochs = CollapseSpecs(parse_config(BASE.replace("steps = 20", "epochs = 4"), command="collapse"))
+    # n = 40 with 8 held out: 32 training sequences, 4 batches of 8 per epoch
+    assert by_epochs.schedule == (16, 2) and by_epochs.train_spec(0).steps == 16
+    by_steps = CollapseSpecs(parse_config(BASE.replace("steps = 20", "steps = 16"), command="collapse"))
+    assert by_epochs.resolved() == by_steps.resolved()  # the same training: the same store
+    assert by_epochs.resolved()["train"] == {"optimizer": ["adam"], "steps": 16, "batch_size": 8, "checkpoints": 2,
+                                             "grad_probe": 4}
+    two_sizes = CollapseSpecs(parse_config(BASE.replace("steps = 20", "epochs = 4").replace("n = 40", "n = [40, 80]"),
+                                           command="collapse"))
+    with pytest.raises(ConfigError, match=r"\[train\]\.epochs gives other \(steps, checkpoints\) for other \[data\]\.n"):
+        two_sizes.resolved()
+
+
+def test_an_npz_task_resolves_to_the_files_sizes(tmp_path):
+    np.savez(tmp_path / "data.npz", X=np.zeros((20, 5, 3)), y=np.arange(20) % 2)
+    (tmp_path / "c.toml").write_text(BASE.replace('task = "recall"\nn = 40\nseq_len = [3, 6]', 'task = "npz"\npath = "data.npz"'))
+    job = CollapseSpecs(load_config(tmp_path / "c.toml", command="collapse"))
+    resolved = job.resolved()
+    assert resolved["model"]["input_size"] == 3 and (resolved["data"]["n"], resolved["data"]["seq_len"]) == ([20], [5])
+    assert job.shape_axes["n"] == (20,) and job.train_spec(0).input_size == 3

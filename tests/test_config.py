@@ -1,15 +1,41 @@
-"""Config parsing: the embedded default, ranges, validation messages, specs and dims, resolved() and its hash."""
+"""Config parsing: the embedded default, ranges, validation messages, specs and dims, resolved() and its hash;
+the shared field rules, keys of other commands, every file in configs/ and the reference table."""
 
+import dataclasses
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gradflow.config.profiles import DEFAULT_CONFIG, SHAPE_AXES, Config, ConfigError, load_config, parse_config
+from gradflow.collapse.metrics import THRESHOLDS
+from gradflow.config import (
+    COMMANDS,
+    DEFAULT_COLLAPSE_CONFIG,
+    DEFAULT_CONFIG,
+    DIAGNOSE_EXAMPLE,
+    SHAPE_AXES,
+    AnalysisTable,
+    Config,
+    ConfigError,
+    DataTable,
+    GridTable,
+    ModelTable,
+    TrainTable,
+    load_config,
+    parse_config,
+    reference_markdown,
+)
+from gradflow.config.fields import MAX_SEED, SEED, axis, choice, integers, numbers, values
+from gradflow.config.tables import TABLES, Derived, Required, users
+from gradflow.config.tables import keys as key_fields
 from gradflow.flow.memory import MAX_AUTO_CHUNK, chunk_bytes
-from gradflow.sweep.store import config_hash
-from gradflow.flow.variants import ModelSpec
+from gradflow.flow.variants import GRID_DEFAULTS, ModelSpec
+from gradflow.sweep.job import config_hash
+from gradflow.training.train import TRAIN_DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: The smallest valid config, as TOML lines per table; tests add, replace or (with None) drop keys.
 MINIMAL = {"model": {"input_size": "2", "hidden_size": "3"}, "data": {"seq_len": "8"}}
@@ -36,20 +62,21 @@ def _emit(resolved: dict) -> str:
 
 def test_default_config_is_what_its_text_says():
     cfg = parse_config(DEFAULT_CONFIG)
-    assert isinstance(cfg, Config) and cfg.source == DEFAULT_CONFIG
-    assert cfg.input_size == 8
+    assert isinstance(cfg, Config) and cfg.source == DEFAULT_CONFIG and cfg.command == "sweep"
+    assert cfg.model.input_size == 8
     assert cfg.shape_axes == {
         "hidden_size": (32,), "activation": ("tanh",), "recurrent_activation": ("sigmoid",), "seq_len": (200,)
     }
-    assert tuple(cfg.shape_axes) == SHAPE_AXES
-    assert cfg.grid.names == ("forget_bias", "weight_scale", "seed") and cfg.grid.shape == (25, 13, 3)
+    assert tuple(cfg.shape_axes) == SHAPE_AXES["sweep"]
+    assert cfg.variants().names == ("forget_bias", "weight_scale", "seed") and cfg.variants().shape == (25, 13, 3)
     assert list(cfg.grid.axes["forget_bias"]) == [-3.0 + 0.25 * k for k in range(25)]
     ws = np.array(cfg.grid.axes["weight_scale"])
     np.testing.assert_allclose(ws, 0.25 * 2.0 ** (np.arange(13) / 3), rtol=1e-14)  # 0.25 .. 4, 2^(1/3) apart
     assert (ws[0], ws[-1]) == (0.25, 4.0)
     assert cfg.grid.axes["seed"] == (0, 1, 2)
-    settings = (cfg.input_seed, cfg.wrt, cfg.decades, cfg.dtype, cfg.chunk_size)
-    assert settings == (0, ("h", "state"), 10.0, "float32", "auto") and cfg.memory_budget_mb == 1024.0
+    a = cfg.analysis
+    settings = (cfg.data.input_seed, a.wrt, a.decades, a.dtype, a.chunk_size)
+    assert settings == (0, ("h", "state"), 10.0, "float32", "auto") and a.memory_budget_mb == 1024.0
     assert cfg.work_chunk_size() == MAX_AUTO_CHUNK == cfg.resolved()["analysis"]["chunk_size"]
     assert cfg.specs() == [
         (
@@ -120,12 +147,12 @@ def test_analysis_and_data_settings():
         data={"seq_len": "8", "input_seed": "7"},
         analysis={"wrt": '"state"', "decades": "3", "dtype": '"float64"', "chunk_size": "5"},
     ))
-    assert (cfg.input_seed, cfg.wrt, cfg.decades, cfg.dtype, cfg.chunk_size) == (7, ("state",), 3.0, "float64", 5)
-    assert isinstance(cfg.decades, float)
+    a = cfg.analysis
+    assert (cfg.data.input_seed, a.wrt, a.decades, a.dtype, a.chunk_size) == (7, ("state",), 3.0, "float64", 5)
+    assert isinstance(a.decades, float)
     minimal = parse_config(_toml())
-    assert (minimal.input_seed, minimal.wrt, minimal.decades, minimal.dtype, minimal.chunk_size) == (
-        0, ("h", "state"), 10.0, "float32", "auto"
-    )
+    a = minimal.analysis
+    assert (minimal.data.input_seed, a.wrt, a.decades, a.dtype, a.chunk_size) == (0, ("h", "state"), 10.0, "float32", "auto")
     assert minimal.grid.axes == {} and minimal.dims == {}
 
 
@@ -141,10 +168,18 @@ BAD = [
         r"allowed keys are \['activation', 'hidden_size', 'input_size', 'recurrent_activation'\]",
     ),
     (
-        {"grid": {"learning_rate": "[0.1]"}},
-        r"\[grid\]: unknown key\(s\) \['learning_rate'\]; "
+        {"grid": {"learnig_rate": "[0.1]"}},
+        r"\[grid\]: unknown key\(s\) \['learnig_rate'\]; "
         r"allowed keys are \['forget_bias', 'scheme', 'seed', 'weight_scale'\]",
     ),
+    # keys and tables of the other commands
+    (
+        {"grid": {"learning_rate": "[0.1]"}},
+        r"\[grid\]\.learning_rate is not used by 'gradflow sweep' \(it is for collapse, diagnose\)",
+    ),
+    ({"data": {"task": '"recall"'}}, r"\[data\]\.task is not used by 'gradflow sweep' \(it is for collapse, diagnose\)"),
+    ({"analysis": {"map": '["seed"]'}}, r"\[analysis\]\.map is not used by 'gradflow sweep' \(it is for collapse\)"),
+    ({"train": {"steps": "10"}}, r"\[train\] is not used by 'gradflow sweep' \(it is for collapse, diagnose\)"),
     (
         {"analysis": {"method": '"exact"'}},
         r"\[analysis\]: unknown key\(s\) \['method'\]; allowed keys are \['chunk_size', 'decades', 'dtype', 'memory_budget_mb', 'wrt'\]",
@@ -289,8 +324,8 @@ def test_resolved_round_trips_through_toml(text):
     assert again.resolved() == resolved
     assert config_hash(again) == config_hash(cfg)
     assert again.specs() == cfg.specs() and again.dims == cfg.dims
-    for name, column in cfg.grid.values().items():
-        np.testing.assert_array_equal(again.grid.values()[name], column)
+    for name, column in cfg.variants().values().items():
+        np.testing.assert_array_equal(again.variants().values()[name], column)
 
 
 def test_equivalent_configs_have_the_same_hash_and_different_ones_do_not():
@@ -380,3 +415,188 @@ def test_a_range_of_seeds_gives_integer_seeds_and_a_fractional_one_is_refused():
     assert cfg.grid.axes["seed"] == (0, 2, 4, 6) and all(type(s) is int for s in cfg.grid.axes["seed"])
     with pytest.raises(ConfigError, match=r"\[grid\]\.seed must hold integers in \[0, 4294967295\]; got 0\.5"):
         parse_config(_toml(grid={"seed": "{start = 0, stop = 1, num = 3}"}))
+
+
+# -- the shared field rules -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "raw", "want"),
+    [
+        (integers(), 3, 3),
+        (integers(0, 5), 0, 0),
+        (SEED, MAX_SEED, MAX_SEED),
+        (numbers("finite"), -2, -2.0),
+        (numbers("positive"), 0.5, 0.5),
+        (numbers("nonnegative"), 0, 0.0),
+        (numbers("fraction"), 0.25, 0.25),
+        (choice(("a", "b")), "b", "b"),
+        (axis(integers()), [1, 2], (1, 2)),
+        (axis(integers()), {"start": 16, "stop": 64, "num": 4}, (16, 32, 48, 64)),
+        (axis(numbers("finite")), 3, (3.0,)),
+        (axis(choice(("a", "b"))), "a", ("a",)),
+    ],
+)
+def test_field_rules_return_typed_values(rule, raw, want):
+    got = rule("[t].k", raw)
+    assert got == want and type(got) is type(want)
+    if isinstance(want, tuple):
+        assert [type(v) for v in got] == [type(v) for v in want] and rule.is_axis
+
+
+@pytest.mark.parametrize(
+    ("rule", "raw", "message"),
+    [
+        (integers(), 0, r"^\[t\]\.k must hold integers >= 1; got 0$"),
+        (integers(), True, r"must hold integers >= 1; got True$"),
+        (integers(), 2.0, r"must hold integers >= 1; got 2\.0$"),
+        (SEED, -1, r"^\[t\]\.k must hold integers in \[0, 4294967295\]; got -1$"),
+        (numbers("finite"), float("nan"), r"^\[t\]\.k must be a finite number; got nan$"),
+        (numbers("finite"), "1", r"must be a finite number; got '1'$"),
+        (numbers("positive"), 0, r"must be a positive number; got 0$"),
+        (numbers("positive"), float("inf"), r"must be a positive number; got inf$"),
+        (numbers("nonnegative"), -1e-9, r"must be a number >= 0; got -1e-09$"),
+        (numbers("fraction"), 1.0, r"must be a fraction in \(0, 1\); got 1\.0$"),
+        (numbers("fraction"), 0, r"must be a fraction in \(0, 1\); got 0$"),
+        (numbers("positive", unit="MiB"), -1, r"must be a positive number of MiB; got -1$"),
+        (choice(("a", "b")), "c", r"^\[t\]\.k: 'c' is not one of \['a', 'b'\]$"),
+        (axis(numbers("positive")), [1.0, 0.0], r"^\[t\]\.k must hold positive numbers; got \[1\.0, 0\.0\]$"),
+        (axis(integers(2)), [3, 1], r"must hold integers >= 2; got 1$"),
+        (axis(choice(("a", "b")), unique=True), ["a", "a"], r"^\[t\]\.k repeats a value: \['a', 'a'\]$"),
+        (axis(integers()), [], r"^\[t\]\.k is an empty list; give at least one value$"),
+        (axis(integers()), {"start": 0, "stop": 1, "num": 3}, r"must hold integers >= 1; got 0$"),
+        (axis(SEED), {"start": 0, "stop": 1, "num": 3}, r"must hold integers in \[0, 4294967295\]; got 0\.5$"),
+    ],
+)
+def test_field_rules_refuse_bad_values_naming_the_key(rule, raw, message):
+    with pytest.raises(ConfigError, match=message):
+        rule("[t].k", raw)
+
+
+def test_a_range_gives_integers_where_its_values_are_whole():
+    assert values("[t].k", {"start": 0, "stop": 6, "num": 4}) == [0, 2, 4, 6]
+    assert values("[t].k", {"start": 0.0, "stop": 1.0, "num": 3}) == [0, 0.5, 1]
+    assert parse_config(_toml(model={"hidden_size": "{start = 2, stop = 6, num = 3}"})).model.hidden_size == (2, 4, 6)
+
+
+# -- the vocabulary -------------------------------------------------------------------------------
+
+
+def test_every_key_has_one_table_a_type_a_meaning_and_defaults_its_rule_accepts():
+    names = [f.name for table in TABLES.values() for f in key_fields(table)]
+    assert len(names) == len(set(names)), "a key has one name in one table"
+    assert set(TABLES) == {"model", "grid", "data", "train", "analysis"}
+    for table in TABLES.values():
+        assert dataclasses.is_dataclass(table) and table.__dataclass_params__.frozen
+        for f in key_fields(table):
+            assert f.type and f.metadata["meaning"] and set(users(f)) <= set(COMMANDS), f.name
+            for default in f.metadata["defaults"].values():
+                if not isinstance(default, (Derived, Required)):
+                    f.metadata["rule"](f.name, default)
+
+
+def test_the_grid_and_verdict_defaults_are_those_of_the_engine_and_the_trainer():
+    sweep, collapse = parse_config(_toml()), parse_config('[data]\ntask = "seed"\n', command="collapse")
+    diagnose = parse_config('[data]\ntask = "seed"\n', command="diagnose")
+    for cfg, defaults in ((sweep, GRID_DEFAULTS), (collapse, TRAIN_DEFAULTS), (diagnose, TRAIN_DEFAULTS)):
+        for name, value in defaults.items():
+            if (cfg.command, name) != ("diagnose", "seed"):
+                assert getattr(cfg.grid, name) == (value,), (cfg.command, name)
+    assert sweep.grid.learning_rate is None and sweep.grid.scheme == ("orthogonal",)
+    assert collapse.grid.scheme == diagnose.grid.scheme == ("glorot_uniform",)
+    assert diagnose.grid.seed == (0, 1, 2) and diagnose.grid.axes == {"seed": (0, 1, 2)}
+    assert collapse.grid.axes == {} and collapse.variants().size == 1
+    for cfg in (collapse, diagnose):
+        assert (cfg.analysis.spread_threshold, cfg.analysis.loss_threshold) == (THRESHOLDS["spread"], THRESHOLDS["loss"])
+    assert (collapse.model.hidden_size, diagnose.model.hidden_size, collapse.data.n, diagnose.data.n) == ((32,), (50,), (512,), (100,))
+    assert (collapse.train.steps, collapse.train.epochs, diagnose.train.steps, diagnose.train.epochs) == (400, None, None, 100)
+
+
+def test_tables_are_typed_and_frozen_and_unused_keys_are_none():
+    cfg = load_config()
+    assert [type(t) for t in (cfg.model, cfg.grid, cfg.data, cfg.train, cfg.analysis)] == [
+        ModelTable, GridTable, DataTable, TrainTable, AnalysisTable]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model.hidden_size = (8,)
+    assert cfg.data.task is None and cfg.analysis.map is None
+    assert all(getattr(cfg.train, f.name) is None for f in key_fields(TrainTable))
+    with pytest.raises(ValueError, match="make_task\\(\\) is for collapse and diagnose configs; this is a sweep config"):
+        cfg.make_task()
+    with pytest.raises(ValueError, match="specs\\(\\) is for sweep configs; this is a collapse config"):
+        load_config(command="collapse").specs()
+
+
+def test_a_key_of_another_command_says_which_commands_use_it():
+    with pytest.raises(ConfigError, match=r"\[train\] is not used by 'gradflow sweep' \(it is for collapse, diagnose\)"):
+        parse_config(DEFAULT_COLLAPSE_CONFIG)
+    with pytest.raises(ConfigError, match=r"\[data\]\.input_seed is not used by 'gradflow collapse' \(it is for sweep\)"):
+        parse_config(DEFAULT_CONFIG, command="collapse")
+    with pytest.raises(ConfigError, match=r"\[analysis\]\.map is not used by 'gradflow diagnose' \(it is for collapse\)"):
+        parse_config(DIAGNOSE_EXAMPLE + '[analysis]\nmap = ["seed"]\n', command="diagnose")
+    with pytest.raises(ConfigError, match=r"\[analysis\]\.wrt is not used by 'gradflow collapse' \(it is for sweep\)"):
+        parse_config(DEFAULT_COLLAPSE_CONFIG.replace("[analysis]\n", '[analysis]\nwrt = "h"\n'), command="collapse")
+    with pytest.raises(ConfigError, match=r"\[train\]: unknown key\(s\) \['seeds'\]; allowed keys are \['batch_size', "
+                                          r"'checkpoints', 'epochs', 'grad_probe', 'optimizer', 'steps'\]"):
+        parse_config(DIAGNOSE_EXAMPLE.replace("[train]\n", "[train]\nseeds = 3\n"), command="diagnose")
+    with pytest.raises(ConfigError, match=r"unknown table\(s\) \['task'\]; allowed tables are \['model', 'grid', 'data', "
+                                          r"'train', 'analysis'\]"):
+        parse_config('[task]\nname = "recall"\n', command="collapse")
+    with pytest.raises(ValueError, match=r"command must be one of \['sweep', 'collapse', 'diagnose'\]; got 'train'"):
+        parse_config(DEFAULT_CONFIG, command="train")
+
+
+def test_each_command_has_an_embedded_config():
+    for command, text in (("sweep", DEFAULT_CONFIG), ("collapse", DEFAULT_COLLAPSE_CONFIG), ("diagnose", DIAGNOSE_EXAMPLE)):
+        cfg = load_config(command=command)
+        assert cfg.command == command and cfg.source == text
+        assert json.loads(json.dumps(cfg.resolved())) == cfg.resolved()
+
+
+# -- every config in configs/, and the reference --------------------------------------------------
+
+CONFIG_FILES = sorted((ROOT / "configs").glob("*.toml"))
+
+
+def _command_line(path: Path) -> tuple[str, str]:
+    """(command, config path) from the first line: ``# gradflow COMMAND [--config] configs/NAME.toml ...``."""
+    match = re.match(r"# gradflow (sweep|run|collapse|diagnose) (?:--config )?(\S+)", path.read_text().splitlines()[0])
+    assert match, f"{path.name}: the first line must be '# gradflow COMMAND configs/{path.name} ...'"
+    return match.group(1), match.group(2)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_every_config_in_configs_loads_for_the_command_its_first_line_names(path):
+    command, named = _command_line(path)
+    assert named == f"configs/{path.name}"
+    cfg = load_config(path, command="sweep" if command == "run" else command)
+    assert cfg.source == path.read_text()
+    assert json.loads(json.dumps(cfg.resolved())) == cfg.resolved()
+
+
+def test_configs_has_an_example_for_every_command():
+    commands = {_command_line(path)[0] for path in CONFIG_FILES}
+    assert {"sweep" if c == "run" else c for c in commands} == set(COMMANDS)
+
+
+def test_the_reference_lists_every_key_once_with_its_table():
+    text = reference_markdown()
+    rows = [line for line in text.splitlines() if line.startswith("| `[")]
+    assert len(rows) == sum(len(key_fields(table)) for table in TABLES.values())
+    for name, table in TABLES.items():
+        for f in key_fields(table):
+            assert sum(row.startswith(f"| `[{name}]` | `{f.name}` |") for row in rows) == 1
+    assert all(row.count(" | ") == 5 for row in rows)  # a | inside a cell is escaped
+    assert "| `[grid]` | `scheme` | " in text and 'sweep: `"orthogonal"`; collapse, diagnose: `"glorot_uniform"`' in text
+
+
+def test_the_readme_holds_the_reference():
+    readme = (ROOT / "README.md").read_text()
+    if "## Configuration reference" not in readme:
+        pytest.skip("README.md has no '## Configuration reference' section yet: paste reference_markdown() there")
+    section = readme.split("## Configuration reference", 1)[1]
+    assert reference_markdown() in section
+
+
+def test_the_embedded_diagnose_example_is_the_setup_of_configs_diagnose_seed():
+    from_file = load_config(ROOT / "configs" / "diagnose_seed.toml", command="diagnose")
+    assert dataclasses.replace(from_file, source="") == dataclasses.replace(load_config(command="diagnose"), source="")

@@ -1,41 +1,48 @@
 """Counterfactual diagnosis: learning rates that diverge or barely move, a loss plateau, labels without
 signal, and the remedies' table, on small setups trained side by side."""
 
-import numpy as np
+import dataclasses
+
 import pytest
 
-from gradflow.config.profiles import ConfigError
-from gradflow.diagnose.counterfactual import diagnose_setup, parse_setup, remedies
+from gradflow.config import ConfigError, load_config, parse_config
+from gradflow.diagnose.counterfactual import diagnose_setup, remedies
 
 SETUP = """\
+[model]
+input_size = 2
+hidden_size = 6
+activation = "relu"
+
+[grid]
+learning_rate = 0.03
+seed = [0, 1]
+
 [data]
 task = "recall"
 n = 96
 seq_len = 4
-features = 2
-
-[model]
-hidden_size = 6
-activation = "relu"
 
 [train]
 optimizer = "adam"
-learning_rate = 0.03
 epochs = 30
 batch_size = 16
-seeds = 2
 """
 
 
+def _setup(text):
+    return parse_config(text, command="diagnose")
+
+
 def _diagnose(text):
-    return diagnose_setup(parse_setup(text), show_progress=False)
+    return diagnose_setup(_setup(text), show_progress=False)
 
 
 def test_remedies_are_those_that_change_something():
-    names = list(remedies(parse_setup(SETUP)))
+    names = list(remedies(_setup(SETUP)))
     assert names == ["as given", "label_shuffle_control", "learning_rate_x0.1", "learning_rate_x10",
                      "tanh_instead_of_relu", "orthogonal_init", "gradient_clipping"]  # forget bias is already 1
-    tanh = parse_setup(SETUP.replace('"relu"', '"tanh"').replace("seeds = 2", "seeds = 2\nl2 = 0.01"))
+    tanh = _setup(SETUP.replace('"relu"', '"tanh"').replace("seed = [0, 1]", "seed = [0, 1]\nl2 = 0.01"))
     assert "tanh_instead_of_relu" not in remedies(tanh) and remedies(tanh)["no_regularization"] == {"l2": 0.0, "weight_decay": 0.0}
 
 
@@ -66,7 +73,7 @@ def test_a_learning_rate_that_diverges_is_too_high():
 
 
 def test_random_labels_show_no_signal():
-    d = _diagnose(SETUP.replace('task = "recall"', 'task = "seed"').replace("features = 2", "features = 3"))
+    d = _diagnose(SETUP.replace('task = "recall"', 'task = "seed"').replace("input_size = 2", "input_size = 3"))
     assert d.checks["data_variability"]["label_shuffle_control"] == "no difference"
     assert "no_signal_in_data" in d.likely_causes and not d.remedies["as given"]["verdict"] == "learned"
 
@@ -76,10 +83,34 @@ def test_random_labels_show_no_signal():
     [
         ('task = "recall"', 'task = "copy"', r"\[data\]\.task: 'copy' is not one of"),
         ("epochs = 30", "epochs = 0", r"\[train\]\.epochs must hold integers >= 1"),
-        ("learning_rate = 0.03", "learning_rate = -1.0", r"\[train\]\.learning_rate must be positive"),
+        ("learning_rate = 0.03", "learning_rate = -1.0", r"\[grid\]\.learning_rate must hold positive numbers"),
         ("[model]", "[model]\ndepth = 2", r"\[model\]: unknown key\(s\) \['depth'\]"),
+        ("[train]", "[train]\nseeds = 3", r"\[train\]: unknown key\(s\) \['seeds'\]; allowed keys are"),
+        ("epochs = 30", "epochs = 30\nsteps = 90", r"\[train\]\.steps and \[train\]\.epochs exclude each other"),
+        ("[data]", "[data]\ninput_seed = 0", r"\[data\]\.input_seed is not used by 'gradflow diagnose' \(it is for sweep\)"),
+        # a setup is one model: every setting one value, but the seeds
+        ("learning_rate = 0.03", "learning_rate = [0.03, 0.1]",
+         (r"\[grid\]\.learning_rate takes one value in a diagnose setup \(one model, trained over the seeds of "
+          r"\[grid\]\.seed\); got \[0\.03, 0\.1\]")),
+        ("hidden_size = 6", "hidden_size = [6, 8]", r"\[model\]\.hidden_size takes one value in a diagnose setup"),
+        ("n = 96", "n = [96, 192]", r"\[data\]\.n takes one value in a diagnose setup"),
+        ('optimizer = "adam"', 'optimizer = ["adam", "sgd"]', r"\[train\]\.optimizer takes one value"),
     ],
 )
 def test_bad_setups_name_the_key(old, new, message):
+    assert old in SETUP
     with pytest.raises(ConfigError, match=message):
-        parse_setup(SETUP.replace(old, new))
+        _setup(SETUP.replace(old, new))
+
+
+def test_a_setup_is_one_model_over_several_seeds(tmp_path):
+    setup = _setup(SETUP)
+    assert setup.command == "diagnose" and setup.grid.seed == (0, 1) and setup.grid.axes["seed"] == (0, 1)
+    assert (setup.model.hidden_size, setup.grid.learning_rate, setup.grid.scheme) == ((6,), (0.03,), ("glorot_uniform",))
+    # 96 sequences, 19 held out: 77 in batches of 16 is 5 steps an epoch; 150 steps, checkpoints every 15
+    assert setup.train.schedule(77) == (150, 10)
+    assert _setup(SETUP.replace("seed = [0, 1]\n", "")).grid.seed == (0, 1, 2)  # three seeds unless told
+    (tmp_path / "setup.toml").write_text(SETUP)
+    assert load_config(tmp_path / "setup.toml", command="diagnose") == dataclasses.replace(setup, source=SETUP)
+    with pytest.raises(ValueError, match="diagnose_setup takes a diagnose config; got a collapse config"):
+        diagnose_setup(load_config(command="collapse"))

@@ -10,21 +10,23 @@ import pytest
 
 import gradflow as gf
 from gradflow.cli import main
+from gradflow.collapse.metrics import constant_loss
 from gradflow.diagnose.checks import CAUSES, CHECKS, diagnose_model
 from gradflow.data.tasks import recall_task, split, task_from_arrays
 from gradflow.training.train import TrainGrid, TrainSpec, settings_arrays, train_data, train_variants
-from gradflow.data.weights import TrainedModel, model_from_arrays
+from gradflow.lstm.model import Bidirectional, Head, Layer, Model
 
 H, D, T = 8, 2, 30
 TASK = recall_task(200, seq_len=T, features=D, seed=0)
 
 
-def _model(*, scale=1.0, bias=(0.0, 1.0, 0.0, 0.0), recurrent=1.0, head=True, seed=0):
+def _model(*, scale=1.0, bias=(0.0, 1.0, 0.0, 0.0), recurrent=1.0, head=True, seed=0, activation="tanh",
+           output="sigmoid"):
     p = gf.init_lstm(jax.random.key(seed), D, H, scheme="glorot_uniform", dtype=jnp.float32)
     b = np.concatenate([np.full(H, v, np.float32) for v in bias])
-    head_kernel = np.random.default_rng(seed).normal(size=(H, 1)).astype(np.float32) if head else None
-    return TrainedModel(gf.LSTMParams(np.asarray(p.W) * scale, np.asarray(p.U) * scale * recurrent, b), head_kernel,
-                        np.zeros(1, np.float32) if head else None, "test")
+    head_kernel = np.random.default_rng(seed).normal(size=(H, 1)).astype(np.float32)
+    layer = Layer(gf.LSTMParams(np.asarray(p.W) * scale, np.asarray(p.U) * scale * recurrent, b), activation=activation)
+    return Model((layer,), Head(head_kernel, np.zeros(1, np.float32), output) if head else None)
 
 
 def _statuses(d):
@@ -40,8 +42,7 @@ def healthy():
     with jax.numpy_dtype_promotion("standard"):
         out = train_variants(spec, settings_arrays(TrainGrid(learning_rate=[0.02], seed=[0]).values()),
                              train_data(train, val))
-    m = jax.tree.map(lambda a: np.asarray(a[0], np.float32), out["final_model"])
-    return TrainedModel(m.lstm, m.kernel, m.bias, "trained"), task
+    return jax.tree.map(lambda a: np.asarray(a[0], np.float32), out["final_model"]), task
 
 
 def test_a_healthy_trained_model_is_not_flagged(healthy):
@@ -68,7 +69,7 @@ def test_shrunken_weights_are_detected_as_over_regularisation():
 
 
 def test_dead_relu_units_are_detected_and_the_output_collapses():
-    d = diagnose_model(_model(bias=(0.0, 1.0, -20.0, 0.0)), TASK, activation="relu")
+    d = diagnose_model(_model(bias=(0.0, 1.0, -20.0, 0.0), activation="relu"), TASK)
     assert d.checks["dead_units"]["status"] == "fail" and d.checks["dead_units"]["fraction_dead"] == 1.0
     assert d.collapsed and d.checks["output_collapse"]["spread_ratio"] == 0.0
     assert d.likely_causes[:1] == ["dead_units"] or "dead_units" in d.likely_causes
@@ -78,7 +79,7 @@ def test_vanishing_and_exploding_gradients_are_detected():
     vanishing = diagnose_model(_model(bias=(0.0, -10.0, 0.0, 0.0), recurrent=0.1), TASK)
     assert vanishing.checks["vanishing_gradients"]["status"] == "fail"
     assert vanishing.checks["vanishing_gradients"]["log10_norm_at_lag_T_minus_1"] < -10
-    exploding = diagnose_model(_model(bias=(10.0, 10.0, 0.0, 10.0), recurrent=6.0), TASK, activation="linear")
+    exploding = diagnose_model(_model(bias=(10.0, 10.0, 0.0, 10.0), recurrent=6.0, activation="linear"), TASK)
     assert exploding.checks["exploding_gradients"]["status"] == "fail"
     assert exploding.checks["exploding_gradients"]["max_log10_norm"] > 5
     assert "exploding_gradients" in exploding.likely_causes and "vanishing_gradients" in vanishing.likely_causes
@@ -98,13 +99,46 @@ def test_bad_arguments_name_what_is_wrong():
         diagnose_model(_model(), recall_task(10, seq_len=4, features=3))
     with pytest.raises(ValueError, match=r"unknown threshold\(s\) \['spread'\]"):
         diagnose_model(_model(), TASK, thresholds={"spread": 0.2})
-    with pytest.raises(ValueError, match="head='tanh' is not known"):
-        diagnose_model(_model(), TASK, head="tanh")
+    with pytest.raises(ValueError, match="output='tanh' is not a known head output"):
+        diagnose_model(_model(output="tanh"), TASK)
+
+
+def test_a_model_diagnosis_cannot_judge_whole_is_refused(tmp_path, capsys):
+    layer = _model().layers[0]
+    upper = Layer(gf.init_lstm(jax.random.key(1), H, H))
+    backward = layer.replace(direction="backward")
+    for layers in ((layer, upper), (backward,), (Bidirectional(layer, backward),)):
+        with pytest.raises(ValueError, match="diagnose supports a single forward LSTM layer today"):
+            diagnose_model(Model(layers), TASK)
+    rng = np.random.default_rng(0)  # a stacked PyTorch file: refused, not judged by its first layer
+    stacked = {}
+    for k, d in ((0, D), (1, H)):
+        stacked.update({f"weight_ih_l{k}": rng.normal(size=(4 * H, d)), f"weight_hh_l{k}": rng.normal(size=(4 * H, H)),
+                        f"bias_ih_l{k}": rng.normal(size=4 * H), f"bias_hh_l{k}": rng.normal(size=4 * H)})
+    np.savez(tmp_path / "stacked.npz", **stacked)
+    np.savez(tmp_path / "data.npz", X=TASK.X, y=TASK.y)
+    assert main(["diagnose", "--weights", str(tmp_path / "stacked.npz"), "--data", str(tmp_path / "data.npz")]) == 2
+    assert "diagnose supports a single forward LSTM layer today; this model has 2 level(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+def test_the_loss_is_the_shared_head_loss_and_equals_the_former_numpy_loss(output):
+    task = TASK if output == "sigmoid" else task_from_arrays({"X": TASK.X, "y": TASK.X[:, 0, 0] + 0.5}, name="sum")
+    d = diagnose_model(_model(output=output), task)
+    pred = d.extras["predictions"]
+    if output == "sigmoid":  # the numpy loss diagnose had, on clipped probabilities
+        p = np.clip(pred, 1e-7, 1 - 1e-7)
+        former = float(-np.mean(task.y * np.log(p) + (1 - task.y) * np.log(1 - p)))
+    else:
+        former = float(np.mean((pred.reshape(task.y.shape) - task.y) ** 2))
+    got = d.checks["output_collapse"]["loss_ratio_to_best_constant"] * max(constant_loss(task.kind, task.y), 1e-12)
+    assert got == pytest.approx(former, rel=1e-5)
 
 
 def _write(tmp_path, model, task):
-    arrays = {"kernel": model.params.W, "recurrent_kernel": model.params.U, "bias": model.params.b,
-              "head_kernel": model.head_kernel, "head_bias": model.head_bias}
+    p = model.layers[0].params
+    arrays = {"kernel": p.W, "recurrent_kernel": p.U, "bias": p.b, "head_kernel": model.head.kernel,
+              "head_bias": model.head.bias}
     np.savez(tmp_path / "model.npz", **arrays)
     np.savez(tmp_path / "data.npz", X=task.X, y=task.y)
     return str(tmp_path / "model.npz"), str(tmp_path / "data.npz")

@@ -114,6 +114,7 @@ def _concrete(seed, index, gain, forget_bias):
     )
 
 
+@pytest.mark.slow
 def test_traced_scheme_under_vmap_equals_the_string_scheme_exactly():
     out = jax.vmap(_traced_init)(*_traced_args())
     for v, settings in enumerate(TRACED):
@@ -122,6 +123,7 @@ def test_traced_scheme_under_vmap_equals_the_string_scheme_exactly():
     assert len({np.asarray(u).tobytes() for u in out.U}) == len(TRACED)
 
 
+@pytest.mark.slow
 def test_traced_scheme_under_jit_equals_the_string_scheme():
     """Bit-identical for glorot_uniform and orthogonal; for normal XLA fuses the division by
     sqrt(fan_in) into the sampler differently under jit (as it does for a plain jit of

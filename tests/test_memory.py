@@ -10,6 +10,7 @@ from gradflow.flow.variants import Grid, ModelSpec, probe_inputs, profile_varian
 
 
 @pytest.mark.parametrize(("H", "T", "n"), [(2, 5, 3), (8, 50, 16), (16, 100, 130), (128, 10, 4)])
+@pytest.mark.slow
 def test_the_memory_estimate_bounds_xla_plan_without_being_loose(H, T, n):
     spec = ModelSpec(input_size=4, hidden_size=H, seq_len=T)
     values = Grid(forget_bias=np.linspace(-2, 2, n)).values()

@@ -137,6 +137,7 @@ def test_gradient_of_the_module_equals_the_functional_gradient(rng):
         ({"activation": "gelu"}, "activation='gelu'"),
         ({"recurrent_activation": "tanh"}, "recurrent_activation='tanh'"),
         ({"scheme": "he_normal"}, "scheme='he_normal'"),
+        ({"head_output": "tanh"}, "head_output='tanh'"),
     ],
 )
 def test_bad_options_raise_at_construction(kwargs, match):

@@ -211,7 +211,7 @@ def test_seq_len_sweep_with_seeds_plots_without_warnings(tmp_path):
 
 
 def test_a_run_without_swept_settings_draws_its_single_profile(tmp_path):
-    from gradflow.config.profiles import parse_config
+    from gradflow.config import parse_config
     from gradflow.profiles.job import sweep_results
 
     results = sweep_results(parse_config("[model]\ninput_size = 2\nhidden_size = 3\n[data]\nseq_len = 8\n"))

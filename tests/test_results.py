@@ -8,7 +8,8 @@ import pytest
 
 import xarray
 
-from gradflow.sweep.results import STORE_NAME, Results, open_results
+from gradflow.sweep.layout import STORE_NAME
+from gradflow.sweep.results import Results, open_results
 
 
 def _results(fill: float = 0.0) -> Results:

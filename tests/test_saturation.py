@@ -33,8 +33,9 @@ def test_gates_and_fractions_match_a_numpy_lstm(activation):
     xs = jax.random.normal(jax.random.key(2), (40, 3), jnp.float64) * 2
     want = _numpy_gates(params, xs, activation)
     got = lstm_gates(params, xs, activation=activation)
-    for k, g in zip("ifgo", got):
-        np.testing.assert_allclose(np.asarray(g), want[k], rtol=1e-12, atol=1e-14)
+    assert got._fields == GATE_NAMES == ("input", "forget", "cell", "output")  # one vocabulary for the gates
+    for k, name in zip("ifgo", GATE_NAMES):
+        np.testing.assert_allclose(np.asarray(getattr(got, name)), want[k], rtol=1e-12, atol=1e-14)
     fractions = saturation_fractions(params, xs, activation=activation)
     outside = lambda v: np.mean((v < 0.05) | (v > 0.95))  # noqa: E731
     expected = {"input": outside(want["i"]), "forget": outside(want["f"]), "cell": np.mean(np.abs(want["g"]) > 0.95),

@@ -1,5 +1,6 @@
 """Variants split over several (simulated) CPU devices give the single-device results, bit for bit."""
 
+import pytest
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import textwrap
 
 import numpy as np
 
-from gradflow.config.profiles import parse_config
+from gradflow.config import parse_config
 from gradflow.sweep.results import Results
 from gradflow.sweep.devices import local_mesh
 from gradflow.profiles.job import run_sweep
@@ -35,7 +36,7 @@ def _sweep_on_devices(n_devices: int, out) -> None:
     script = textwrap.dedent(
         f"""
         import jax
-        from gradflow.config.profiles import parse_config
+        from gradflow.config import parse_config
         from gradflow.profiles.job import run_sweep
         assert len(jax.local_devices()) == {n_devices}
         run_sweep(parse_config({CONFIG!r}), {str(out)!r}, show_progress=False)
@@ -46,6 +47,7 @@ def _sweep_on_devices(n_devices: int, out) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(tmp_path):
     run_sweep(parse_config(CONFIG), tmp_path / "one", show_progress=False)
     _sweep_on_devices(4, tmp_path / "four")

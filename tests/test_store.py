@@ -17,9 +17,9 @@ import pytest
 import xarray
 
 from gradflow.cli import main
-from gradflow.config.profiles import parse_config
-from gradflow.sweep.results import STORE_NAME
-from gradflow.sweep.store import DONE_DIR, StoreMismatchError, progress_of
+from gradflow.config import parse_config
+from gradflow.sweep.layout import DONE_DIR, STORE_NAME
+from gradflow.sweep.store import StoreMismatchError, progress_of
 from gradflow.profiles.job import run_sweep
 
 #: 24 variants in chunks of 4 (one activation x forget bias row): 6 chunks; the linear cell with
@@ -137,6 +137,7 @@ def test_a_different_config_is_refused_unless_overwrite(tmp_path, small, capsys)
     assert xarray.open_zarr(out / STORE_NAME).seed.values.tolist() == [0, 2]
 
 
+@pytest.mark.slow
 def test_two_shard_processes_fill_the_store_of_one_process(tmp_path, small):
     config = tmp_path / "small.toml"
     config.write_text(SMALL)
@@ -153,6 +154,7 @@ def test_two_shard_processes_fill_the_store_of_one_process(tmp_path, small):
     _assert_same_store(out, small)
 
 
+@pytest.mark.slow
 def test_slurm_array_variables_pick_the_shard(tmp_path, small):
     config = tmp_path / "small.toml"
     config.write_text(SMALL)
@@ -172,6 +174,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_jax_distributed_processes_fill_the_store_of_one_process(tmp_path, small):
     config = tmp_path / "small.toml"
     config.write_text(SMALL)
@@ -191,6 +194,7 @@ def test_two_jax_distributed_processes_fill_the_store_of_one_process(tmp_path, s
     _assert_same_store(out, small)
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_store(tmp_path):
     config = tmp_path / "slow.toml"
     config.write_text(SLOW)

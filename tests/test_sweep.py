@@ -15,7 +15,7 @@ import pytest
 
 import gradflow as gf
 from conftest import LOG10_ATOL
-from gradflow.config.profiles import parse_config
+from gradflow.config import parse_config
 from gradflow.profiles.job import sweep_results
 from gradflow.sweep.job import config_hash
 from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
@@ -143,6 +143,7 @@ def test_new_grid_values_reuse_the_compiled_sweep(base):
     assert np.max(np.abs(other.data["log10_norm_h"] - base.data["log10_norm_h"])) > 0.1
 
 
+@pytest.mark.slow
 def test_shorter_seq_len_is_nan_padded_past_its_own_length(base):
     both = sweep_results(parse_config(_replace(BASE, "seq_len = 8", "seq_len = [8, 12]")), show_progress=False)
     assert both.dims == ("seq_len", "forget_bias", "seed")
@@ -160,6 +161,7 @@ def test_shorter_seq_len_is_nan_padded_past_its_own_length(base):
     np.testing.assert_allclose(both.data["log10_norm_h"][1], want, rtol=0, atol=LOG10_ATOL[np.dtype("float32")])
 
 
+@pytest.mark.slow
 def test_a_list_of_hidden_sizes_is_a_leading_dim(base):
     both = sweep_results(parse_config(_replace(BASE, "hidden_size = 3", "hidden_size = [3, 4]")), show_progress=False)
     assert both.dims == ("hidden_size", "forget_bias", "seed")
@@ -178,6 +180,7 @@ def float64_run():
         return sweep_results(parse_config(text), show_progress=False)
 
 
+@pytest.mark.slow
 def test_float64_config_gives_float64_arrays_equal_to_a_float64_loop(float64_run):
     per_wrt = {"log10_norm_h", "horizon_h", "decay_rate_h"}
     assert set(float64_run.data) == per_wrt | {f"saturation_{g}" for g in GATE_NAMES} | {"nonfinite"}

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from gradflow.data.tasks import recall_task, split
+from gradflow.lstm.model import Model, head_loss
 from gradflow.training.train import (
     TrainGrid,
     TrainSpec,
@@ -14,7 +15,6 @@ from gradflow.training.train import (
     init_model,
     predict_logits,
     settings_arrays,
-    task_loss,
     train_data,
     train_variants,
 )
@@ -46,8 +46,9 @@ def _reference(spec, setting, data):
     state = opt.init(model)
     key = jax.random.fold_in(jax.random.key(setting["seed"]), 2)
     def loss(m, idx):
-        fit = task_loss(spec.kind, predict_logits(spec, m, data.X[idx]), data.y[idx])
-        return fit + l2 * (jnp.sum(m.lstm.W**2) + jnp.sum(m.lstm.U**2)), fit
+        fit = head_loss(m.head.output, predict_logits(m, data.X[idx]), data.y[idx])
+        lstm = m.layers[0].params
+        return fit + l2 * (jnp.sum(lstm.W**2) + jnp.sum(lstm.U**2)), fit
 
     @jax.jit  # one step, compiled on its own: the Python loop over steps stays the reference's
     def step(model, state, idx):
@@ -60,7 +61,7 @@ def _reference(spec, setting, data):
         idx = _batch_indices(key, s, data.X.shape[0], min(spec.batch_size, data.X.shape[0]))
         model, state, fit = step(model, state, idx)
         losses.append(float(fit))
-    return np.array(losses), jax.nn.sigmoid(predict_logits(spec, model, data.X_val)[:, 0])
+    return np.array(losses), jax.nn.sigmoid(predict_logits(model, data.X_val)[:, 0])
 
 
 SETTINGS = [
@@ -105,7 +106,7 @@ def test_per_variant_clipping_differs_from_a_global_clip():
     # a clip of the two variants' gradients together (what a clip outside vmap does) gives other results
     models = [init_model(spec, s["forget_bias"], s["weight_scale"], s["scheme"], s["seed"], jnp.float64) for s in (tight, free)]
     idx = [_batch_indices(jax.random.fold_in(jax.random.key(s["seed"]), 2), 0, data.X.shape[0], 8) for s in (tight, free)]
-    grads = [jax.grad(lambda m, i=i: task_loss("binary", predict_logits(spec, m, data.X[i]), data.y[i]))(m)
+    grads = [jax.grad(lambda m, i=i: head_loss("sigmoid", predict_logits(m, data.X[i]), data.y[i]))(m)
              for m, i in zip(models, idx)]
     joint = optax.tree.norm(grads)
     per_variant = [optax.tree.norm(g) for g in grads]
@@ -113,9 +114,9 @@ def test_per_variant_clipping_differs_from_a_global_clip():
     scale_own = min(1.0, 1e-3 / float(per_variant[0]))
     assert scale_joint < scale_own  # the joint norm is larger: the tight variant would be shrunk more
     stepped = jax.tree.map(lambda w, g: w - 1.0 * scale_joint * g, models[0], grads[0])
-    joint_pred = jax.nn.sigmoid(predict_logits(spec, stepped, data.X_val)[:, 0])
+    joint_pred = jax.nn.sigmoid(predict_logits(stepped, data.X_val)[:, 0])
     own = jax.tree.map(lambda w, g: w - 1.0 * scale_own * g, models[0], grads[0])
-    own_pred = jax.nn.sigmoid(predict_logits(spec, own, data.X_val)[:, 0])
+    own_pred = jax.nn.sigmoid(predict_logits(own, data.X_val)[:, 0])
     single = TrainSpec.for_task(TASK, hidden_size=5, optimizer="sgd", steps=1, batch_size=8, checkpoints=1, grad_probe=1)
     one_step = train_variants(single, _arrays([tight]), data)["final_val_predictions"][0]
     np.testing.assert_allclose(one_step, own_pred, rtol=1e-10)
@@ -134,15 +135,17 @@ def test_l2_is_keras_kernel_and_recurrent_penalty_and_weight_decay_is_decoupled(
     # one SGD step: W' = W - lr (g + 2 l2 W) for kernels (bias and head untouched); decay: W' = W - lr g - lr wd W
     m0 = init_model(spec, base["forget_bias"], base["weight_scale"], base["scheme"], base["seed"], jnp.float64)
     idx = _batch_indices(jax.random.fold_in(jax.random.key(base["seed"]), 2), 0, data.X.shape[0], 8)
-    g = jax.grad(lambda m: task_loss("binary", predict_logits(spec, m, data.X[idx]), data.y[idx]))(m0)
+    g = jax.grad(lambda m: head_loss("sigmoid", predict_logits(m, data.X[idx]), data.y[idx]))(m0)
     lr = float(np.float32(0.1))
-    l2_model = m0._replace(lstm=m0.lstm._replace(W=m0.lstm.W - lr * (g.lstm.W + 2 * float(np.float32(l2)) * m0.lstm.W),
-                                                 U=m0.lstm.U - lr * (g.lstm.U + 2 * float(np.float32(l2)) * m0.lstm.U),
-                                                 b=m0.lstm.b - lr * g.lstm.b),
-                           kernel=m0.kernel - lr * g.kernel, bias=m0.bias - lr * g.bias)
+    p0, gp = m0.layers[0].params, g.layers[0].params
+    lstm = p0._replace(W=p0.W - lr * (gp.W + 2 * float(np.float32(l2)) * p0.W),
+                       U=p0.U - lr * (gp.U + 2 * float(np.float32(l2)) * p0.U), b=p0.b - lr * gp.b)
+    l2_model = m0.replace(layers=(m0.layers[0].replace(params=lstm),),
+                          head=m0.head.replace(kernel=m0.head.kernel - lr * g.head.kernel,
+                                               bias=m0.head.bias - lr * g.head.bias))
     wd_model = jax.tree.map(lambda w, gr: w - lr * gr - lr * float(np.float32(wd)) * w, m0, g)
     for out, model in ((with_l2, l2_model), (with_wd, wd_model)):
-        want = jax.nn.sigmoid(predict_logits(spec, model, data.X_val)[:, 0])
+        want = jax.nn.sigmoid(predict_logits(model, data.X_val)[:, 0])
         np.testing.assert_allclose(out["final_val_predictions"][0], want, rtol=1e-10)
 
 
@@ -161,6 +164,8 @@ def test_training_lowers_the_loss_on_an_easy_task_and_records_everything():
     assert out["initial_log10_norm"].shape == (2, 4) and out["update_ratio"].shape == (2, 3)
     for gate in ("input", "forget", "cell", "output"):
         assert ((0 <= out[f"saturation_{gate}"]) & (out[f"saturation_{gate}"] <= 1)).all()
+    final = out["final_model"]  # the one model representation, a leading variants axis on its arrays
+    assert isinstance(final, Model) and final.head.output == "sigmoid" and final.layers[0].params.U.shape == (2, 8, 32)
 
 
 def test_bad_specs_and_data_are_refused():

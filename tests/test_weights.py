@@ -1,4 +1,5 @@
-"""Weight files: Keras and PyTorch layouts give the same LSTM; malformed files name the key and shape."""
+"""Weight files: Keras and PyTorch layouts give the same LSTM (stacked and bidirectional PyTorch LSTMs their
+stack); malformed files name the key and shape."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow.data.weights import load_model, model_from_arrays
+from gradflow.data.weights import load_model, model_from_arrays, weights_layout
+from gradflow.lstm.model import Bidirectional, Layer, Model, final_state, hidden_states
 
 H, D = 4, 3
 
@@ -25,13 +27,52 @@ def test_pytorch_state_dict_names_give_the_same_lstm(tmp_path):
     np.savez(tmp_path / "keras.npz", **k)
     np.savez(tmp_path / "torch.npz", **torch)
     a, b = load_model(tmp_path / "keras.npz"), load_model(tmp_path / "torch.npz")
-    assert (a.layout, b.layout) == ("keras", "pytorch") and (a.hidden_size, a.input_size) == (H, D)
-    for x, y in zip(a.params, b.params):
+    assert (weights_layout(k), weights_layout(torch)) == ("keras", "pytorch")
+    assert (a.hidden_size, a.input_size) == (H, D)
+    assert isinstance(a, Model) and isinstance(b, Model) and len(a.layers) == len(b.layers) == 1
+    for x, y in zip(a.layers[0].params, b.layers[0].params):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
     xs = jnp.asarray(rng.normal(size=(7, D)), jnp.float32)
-    ha = gf.unroll(jax.tree.map(jnp.asarray, a.params), xs).h
-    hb = gf.unroll(jax.tree.map(jnp.asarray, b.params), xs).h
+    ha = gf.unroll(jax.tree.map(jnp.asarray, a.layers[0].params), xs).h
+    hb = gf.unroll(jax.tree.map(jnp.asarray, b.layers[0].params), xs).h
     np.testing.assert_allclose(ha, hb, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(a.head.kernel, k["head_kernel"].astype(np.float32))
+    assert a.head.output == "linear"  # a file does not say how its head is applied: the caller does
+    assert load_model(tmp_path / "keras.npz", head_output="sigmoid").head.output == "sigmoid"
+
+
+def _torch_layer(rng, d, suffix):
+    return {f"weight_ih{suffix}": rng.normal(size=(4 * H, d)), f"weight_hh{suffix}": rng.normal(size=(4 * H, H)),
+            f"bias_ih{suffix}": rng.normal(size=4 * H), f"bias_hh{suffix}": rng.normal(size=4 * H)}
+
+
+def test_a_stacked_bidirectional_pytorch_lstm_is_its_stack(tmp_path):
+    rng = np.random.default_rng(2)
+    arrays = {**_torch_layer(rng, D, "_l0"), **_torch_layer(rng, D, "_l0_reverse"), **_torch_layer(rng, 2 * H, "_l1"),
+              "head_kernel": rng.normal(size=(H, 2))}
+    np.savez(tmp_path / "stack.npz", **arrays)
+    model = load_model(tmp_path / "stack.npz", activation="softsign")
+    assert [type(level) for level in model.layers] == [Bidirectional, Layer]
+    assert model.layers[0].backward.direction == "backward" and model.layers[1].activation == "softsign"
+    assert (model.input_size, model.hidden_size, model.output_size) == (D, H, 2)
+
+    def layer(suffix):
+        p = [arrays[f"weight_ih{suffix}"].T, arrays[f"weight_hh{suffix}"].T,
+             arrays[f"bias_ih{suffix}"] + arrays[f"bias_hh{suffix}"]]
+        return gf.LSTMParams(*(jnp.asarray(x, jnp.float32) for x in p))
+
+    xs = jnp.asarray(rng.normal(size=(5, D)), jnp.float32)
+    below = jnp.concatenate([gf.unroll(layer("_l0"), xs, activation="softsign").h,
+                             gf.unroll(layer("_l0_reverse"), xs[::-1], activation="softsign").h[::-1]], axis=-1)
+    want = gf.unroll(layer("_l1"), below, activation="softsign").h
+    np.testing.assert_allclose(hidden_states(model, xs), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(final_state(model, xs), want[-1], rtol=1e-5, atol=1e-6)
+    arrays["weight_ih_l1"] = rng.normal(size=(4 * H, H))
+    with pytest.raises(ValueError, match=r"weight_ih_l1 must have shape \(4H, 8\) to take the 8 features of level l0"):
+        model_from_arrays(arrays)
+    with pytest.raises(ValueError, match=r"head_kernel must have shape \(2H, k\) = \(8, 1\)"):
+        model_from_arrays({**_torch_layer(rng, D, "_l0"), **_torch_layer(rng, D, "_l0_reverse"),
+                           "head_kernel": np.zeros((H, 1))})
 
 
 @pytest.mark.parametrize(

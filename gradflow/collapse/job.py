@@ -13,12 +13,11 @@ import math
 import numpy as np
 
 from gradflow.collapse.metrics import collapse_metrics
-from gradflow.collapse.config import CollapseConfig
-from gradflow.config.profiles import ConfigError
+from gradflow.config import Config, ConfigError
 from gradflow.flow.saturation import GATE_NAMES
 from gradflow.sweep.devices import over_devices
 from gradflow.sweep.job import Job, Variable
-from gradflow.data.tasks import Task, adding_task, load_task, recall_task, seed_task, split
+from gradflow.data.tasks import Task, split
 from gradflow.training.train import TrainSpec, settings_arrays, train_data, train_variants
 
 #: Largest chunk ``chunk_size = "auto"`` picks for training.
@@ -50,21 +49,33 @@ KIND = "collapse"
 class CollapseSpecs:
     """The data and the training spec of every shape combination of a collapse config (C order)."""
 
-    def __init__(self, config: CollapseConfig):
+    def __init__(self, config: Config):
         self.config = config
-        self.source, self.grid = config.source, config.grid
-        self._file_task = load_task(config.task["path"]) if config.task["name"] == "npz" else None
+        self._file_task = config.make_task() if config.data.task == "npz" else None
         shape_axes = dict(config.shape_axes)
         if self._file_task is not None:
             shape_axes["n"], shape_axes["seq_len"] = (self._file_task.n,), (self._file_task.seq_len,)
         self.shape_axes = shape_axes
 
     def resolved(self) -> dict:
-        """The config with every value explicit: shapes of a data file and the chunk size resolved."""
+        """The config with every value explicit: a data file's sizes, the steps and the chunk size resolved."""
         out = self.config.resolved()
-        out["shape"] = {k: list(v) for k, v in self.shape_axes.items()}
+        if self._file_task is not None:
+            out["model"]["input_size"] = self._file_task.input_size
+            out["data"].update(n=[self._file_task.n], seq_len=[self._file_task.seq_len])
+        out["train"].pop("epochs", None)
+        out["train"]["steps"], out["train"]["checkpoints"] = self.schedule
         out["analysis"]["chunk_size"] = self.work_chunk_size()
         return out
+
+    @functools.cached_property
+    def schedule(self) -> tuple[int, int]:
+        """``(steps, checkpoints)``: one for every shape combination (they fix the store's step axes)."""
+        found = {self.config.train.schedule(self.task(spec)[0].n) for spec in range(self.n_specs())}
+        if len(found) > 1:
+            raise ConfigError(f"[train].epochs gives other (steps, checkpoints) for other [data].n: {sorted(found)}; "
+                              "give [train].steps")
+        return found.pop()
 
     def n_specs(self) -> int:
         return math.prod(len(v) for v in self.shape_axes.values())
@@ -76,30 +87,27 @@ class CollapseSpecs:
     @functools.lru_cache(maxsize=None)
     def task(self, spec: int) -> tuple[Task, Task]:
         """The (train, validation) split of spec ``spec``'s data."""
-        combo, t = self._combination(spec), self.config.task
-        if self._file_task is not None:
-            task = self._file_task
-        elif t["name"] == "seed":
-            task = seed_task(combo["n"], seq_len=combo["seq_len"], features=t["features"], seed=t["data_seed"])
-        elif t["name"] == "recall":
-            task = recall_task(combo["n"], seq_len=combo["seq_len"], features=t["features"], noise=t["noise"],
-                               seed=t["data_seed"])
-        else:
-            task = adding_task(combo["n"], seq_len=combo["seq_len"], seed=t["data_seed"])
-        return split(task, validation=t["validation"], seed=t["data_seed"])
+        combo, data = self._combination(spec), self.config.data
+        task = self._file_task
+        if task is None:
+            task = self.config.make_task(n=combo["n"], seq_len=combo["seq_len"])
+        return split(task, validation=data.validation, seed=data.data_seed)
 
     def train_spec(self, spec: int) -> TrainSpec:
-        combo = self._combination(spec)
+        combo, settings = self._combination(spec), self.config.train
         train, _ = self.task(spec)
+        steps, checkpoints = self.schedule
         return TrainSpec.for_task(
             train, hidden_size=combo["hidden_size"], activation=combo["activation"],
-            recurrent_activation=combo["recurrent_activation"], optimizer=combo["optimizer"], **self.config.train,
+            recurrent_activation=combo["recurrent_activation"], optimizer=combo["optimizer"], steps=steps,
+            batch_size=settings.batch_size, checkpoints=checkpoints, grad_probe=settings.grad_probe,
         )
 
     def work_chunk_size(self) -> int:
-        if self.config.chunk_size != "auto":
-            return int(self.config.chunk_size)
-        budget = self.config.memory_budget_mb * 2**20
+        analysis = self.config.analysis
+        if analysis.chunk_size != "auto":
+            return analysis.chunk_size
+        budget = analysis.memory_budget_mb * 2**20
         n = MAX_AUTO_TRAIN_CHUNK
         for spec in range(self.n_specs()):
             ts, n_val = self.train_spec(spec), self.task(spec)[1].n
@@ -112,7 +120,7 @@ class CollapseSpecs:
 
     def extra_coords(self) -> dict[str, np.ndarray]:
         T = max(self.shape_axes["seq_len"])
-        steps, C = self.config.train["steps"], self.config.train["checkpoints"]
+        steps, C = self.schedule
         return {
             "lag": np.arange(1, T + 1, dtype=np.int32),
             "checkpoint": (np.arange(C + 1) * (steps // C)).astype(np.int32),  # training steps done
@@ -130,7 +138,9 @@ class CollapseSpecs:
         """Verdicts and the initial lag value at the task's lag, from a chunk's training outputs."""
         train, val = self.task(spec)
         metrics = collapse_metrics(val.kind, val.y, outputs["val_loss"][:, -1], outputs["val_accuracy"][:, -1],
-                                   outputs["val_spread"][:, -1], thresholds=self.config.thresholds)
+                                   outputs["val_spread"][:, -1], thresholds={
+                                       "spread": self.config.analysis.spread_threshold,
+                                       "loss": self.config.analysis.loss_threshold})
         n = len(outputs["val_loss"])
         lag = train.lag
         at_lag = outputs["initial_log10_norm"][:, lag - 1] if lag else np.full(n, np.nan, np.float32)
@@ -152,7 +162,7 @@ def _train_chunk(spec: TrainSpec, values, data):
     return out
 
 
-def collapse_job(config: CollapseConfig) -> Job:
+def collapse_job(config: Config) -> Job:
     """The collapse-map sweep of ``config`` as a :class:`gradflow.sweep.job.Job`.
 
     Raises:
@@ -169,7 +179,7 @@ def collapse_job(config: CollapseConfig) -> Job:
         dtype="float32",
         spec_axes={k: tuple(v) for k, v in specs.shape_axes.items()},
         grid_axes={k: tuple(v) for k, v in config.grid.axes.items()},
-        grid_values=config.grid.values(),
+        grid_values=config.variants().values(),
         chunk_size=specs.work_chunk_size(),
         variables=variables,
         extra_coords=specs.extra_coords(),

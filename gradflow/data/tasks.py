@@ -17,6 +17,9 @@ import numpy as np
 from gradflow.lstm.checks import read_npz
 
 KINDS = ("binary", "multiclass", "regression")
+#: The head's output function for each task kind (see :data:`gradflow.lstm.model.HEAD_OUTPUTS`): the one place
+#: a kind decides the head, and with it the loss (:func:`gradflow.lstm.model.head_loss`).
+HEAD_FOR_KIND: dict[str, str] = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

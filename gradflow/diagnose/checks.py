@@ -1,5 +1,9 @@
 r"""Diagnose a trained LSTM: "why does my model output the same value?" answered by measurement.
 
+The model is a :class:`gradflow.lstm.model.Model`; its layer's activations and its head's output function are
+read from it. Diagnosis supports a single forward LSTM layer (with or without a head) today and refuses any
+other stack rather than judge part of it.
+
 Each check returns a status (``ok``, ``warn``, ``fail``) with its evidence; the thresholds are
 :data:`THRESHOLDS` (override any of them). Checks (the fixed vocabulary :data:`CHECKS`):
 
@@ -43,15 +47,14 @@ import numpy as np
 from gradflow.collapse.metrics import constant_loss, target_spread
 from gradflow.flow.engine import decay_rate, horizon, lag_norms
 from gradflow.lstm.cell import lstm_gates, unroll
-from gradflow.flow.saturation import GATE_NAMES, saturated
+from gradflow.lstm.model import Layer, Model, final_state, head_logits, head_loss, head_output
+from gradflow.flow.saturation import saturated
 from gradflow.data.tasks import Task
-from gradflow.data.weights import TrainedModel
 
 CHECKS = ("output_collapse", "vanishing_gradients", "exploding_gradients", "gate_saturation", "dead_units",
           "weight_norms", "data_variability", "loss_plateau", "learning_rate")
 CAUSES = ("vanishing_gradients", "exploding_gradients", "gate_saturation", "dead_units", "learning_rate_too_low",
           "learning_rate_too_high", "loss_plateau", "no_signal_in_data", "too_little_data", "over_regularization")
-HEADS = ("sigmoid", "softmax", "linear")
 
 THRESHOLDS: dict[str, float] = {
     "collapse_spread": 0.1,
@@ -86,43 +89,47 @@ def _status(value: float, fail: float, warn: float, *, below: bool) -> str:
     return "fail" if value > fail else "warn" if value > warn else "ok"
 
 
-def predict(model: TrainedModel, X: np.ndarray, *, activation: str, head: str) -> np.ndarray:
-    """Predictions for X (N, T, D): probabilities (sigmoid: of class 1; softmax: all), values (linear), or
-    ``h_T`` itself when the model has no head."""
-    params = jax.tree.map(jnp.asarray, model.params)
-    h_last = np.asarray(jax.vmap(lambda xs: unroll(params, xs, activation=activation).h[-1])(jnp.asarray(X)))
-    if model.head_kernel is None:
-        return h_last
-    logits = h_last @ model.head_kernel + model.head_bias[None]
-    if head == "sigmoid":
-        return np.asarray(jax.nn.sigmoid(jnp.asarray(logits[:, 0])))  # no overflow warnings for huge logits
-    if head == "softmax":
-        return np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
-    return logits[:, 0] if logits.shape[1] == 1 else logits
+def diagnosed_layer(model: Model) -> Layer:
+    """The one layer diagnosis judges: ValueError unless ``model`` is a single forward LSTM layer."""
+    layer = model.single_layer()
+    if layer is None or layer.cell != "lstm":
+        levels = ", ".join(f"bidirectional {level.forward.cell}" if not isinstance(level, Layer)
+                           else f"{level.direction} {level.cell}" for level in model.layers)
+        raise ValueError(f"diagnose supports a single forward LSTM layer today; this model has "
+                         f"{len(model.layers)} level(s): {levels}")
+    return layer
 
 
-def _loss(head: str, pred: np.ndarray, y: np.ndarray) -> float:
-    eps = 1e-7
-    if head == "sigmoid":
-        p = np.clip(pred, eps, 1 - eps)
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    if head == "softmax":
-        return float(-np.mean(np.sum(y * np.log(np.clip(pred, eps, 1)), axis=1)))
-    return float(np.mean((pred.reshape(y.shape) - y) ** 2))
+def _outputs(model: Model, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The head's logits (N, k) (None without a head) and the predictions of :func:`predict`."""
+    xs = jnp.asarray(X)
+    if model.head is None:
+        return None, np.asarray(jax.vmap(lambda x: final_state(model, x))(xs))
+    logits = jax.vmap(lambda x: head_logits(model, x))(xs)
+    pred = np.asarray(head_output(model.head.output, logits))  # in JAX: no overflow warnings for huge logits
+    return np.asarray(logits), pred[:, 0] if pred.shape[1] == 1 and model.head.output != "softmax" else pred
 
 
-def check_output_collapse(model, task: Task, pred: np.ndarray, *, head, t) -> dict:
-    """Spread of ``pred`` (the model's predictions for ``task.X``, see :func:`predict`) against the targets."""
+def predict(model: Model, X: np.ndarray) -> np.ndarray:
+    """Predictions for X (N, T, D): the head's output function of its logits (sigmoid: probabilities, softmax:
+    (N, k) probabilities, linear: values; a single output as (N,)), or ``h_T`` itself when the model has no head."""
+    return _outputs(model, X)[1]
+
+
+def check_output_collapse(model: Model, task: Task, logits: np.ndarray | None, pred: np.ndarray, *, t) -> dict:
+    """Spread of ``pred`` (the model's predictions for ``task.X``, see :func:`predict`) against the targets, and
+    the loss of ``logits`` (:func:`gradflow.lstm.model.head_loss`) against the best constant predictor's."""
     flat = pred.reshape(len(pred), -1)
     spread = float(np.mean(flat.std(0)))
-    if model.head_kernel is None:  # no head: judge h_T against its own scale
+    if model.head is None:  # no head: judge h_T against its own scale
         scale = float(np.sqrt(np.mean(flat**2))) or 1e-12
         ratio, note = spread / scale, "no output head: spread of h_T over inputs relative to its RMS"
         loss_ratio = float("nan")
     else:
         ratio = spread / max(target_spread(task.y), 1e-12)
         note = "standard deviation of the predictions over inputs / that of the targets"
-        loss_ratio = _loss(head, pred, task.y) / max(constant_loss(task.kind, task.y), 1e-12)
+        loss = float(head_loss(model.head.output, jnp.asarray(logits), jnp.asarray(task.y)))
+        loss_ratio = loss / max(constant_loss(task.kind, task.y), 1e-12)
     return {
         "status": _status(ratio, t["collapse_spread"], t["collapse_spread_warn"], below=True),
         "spread_ratio": ratio, "prediction_std": spread, "prediction_mean": float(np.mean(flat)),
@@ -130,11 +137,13 @@ def check_output_collapse(model, task: Task, pred: np.ndarray, *, head, t) -> di
     }
 
 
-def lag_profile(model: TrainedModel, X: np.ndarray, *, activation: str) -> np.ndarray:
+def lag_profile(model: Model, X: np.ndarray) -> np.ndarray:
     """Mean over the first :data:`PROFILE_SEQUENCES` sequences of ``log10 ||dh_T/dh_{T-lag}||``, by lag 1..T."""
-    params = jax.tree.map(jnp.asarray, model.params)
+    layer = diagnosed_layer(model)
+    params = jax.tree.map(jnp.asarray, layer.params)
     xs = jnp.asarray(X[:PROFILE_SEQUENCES])
-    profiles = jax.vmap(lambda x: lag_norms(params, x, activation=activation, wrt="h"))(xs)
+    profiles = jax.vmap(lambda x: lag_norms(params, x, activation=layer.activation,
+                                            recurrent_activation=layer.recurrent_activation, wrt="h"))(xs)
     return np.asarray(jnp.mean(profiles, axis=0))
 
 
@@ -156,17 +165,19 @@ def check_gradients(profile: np.ndarray, *, t) -> tuple[dict, dict]:
     return vanishing, exploding
 
 
-def gate_statistics(model: TrainedModel, X: np.ndarray, *, activation: str) -> dict[str, np.ndarray]:
+def gate_statistics(model: Model, X: np.ndarray) -> dict[str, np.ndarray]:
     """Saturated fraction per gate and step (T,) over the first :data:`GATE_SEQUENCES` inputs, the gate
     values themselves (for histograms), and each unit's largest |h_t|."""
-    params = jax.tree.map(jnp.asarray, model.params)
+    layer = diagnosed_layer(model)
+    params = jax.tree.map(jnp.asarray, layer.params)
+    acts = {"activation": layer.activation, "recurrent_activation": layer.recurrent_activation}
     xs = jnp.asarray(X[:GATE_SEQUENCES])
-    gates = jax.vmap(lambda x: lstm_gates(params, x, activation=activation))(xs)
+    gates = jax.vmap(lambda x: lstm_gates(params, x, **acts))(xs)
     masks = saturated(gates)
-    h = jax.vmap(lambda x: unroll(params, x, activation=activation).h)(xs)
+    h = jax.vmap(lambda x: unroll(params, x, **acts).h)(xs)
     return {
-        "per_step": {g: np.asarray(jnp.mean(masks[g], axis=(0, 2))) for g in GATE_NAMES},
-        "values": {g: np.asarray(v) for g, v in zip(GATE_NAMES, gates)},
+        "per_step": {g: np.asarray(jnp.mean(mask, axis=(0, 2))) for g, mask in masks.items()},
+        "values": {g: np.asarray(v) for g, v in gates._asdict().items()},
         "max_abs_h": np.asarray(jnp.max(jnp.abs(h), axis=(0, 1))),
     }
 
@@ -186,10 +197,11 @@ def check_dead_units(stats: dict, *, t) -> dict:
             "fraction_dead": fraction, "dead_units": np.flatnonzero(dead).tolist()}
 
 
-def check_weight_norms(model: TrainedModel, *, t) -> dict:
-    D, H = model.input_size, model.hidden_size
-    rms_w = float(np.sqrt(np.mean(model.params.W**2)))
-    rms_u = float(np.sqrt(np.mean(model.params.U**2)))
+def check_weight_norms(model: Model, *, t) -> dict:
+    params = diagnosed_layer(model).params
+    D, H = params.input_size, params.hidden_size
+    rms_w = float(np.sqrt(np.mean(np.square(params.W))))
+    rms_u = float(np.sqrt(np.mean(np.square(params.U))))
     init_w = math.sqrt(2.0 / (D + 4 * H))  # Glorot uniform over (D, 4H)
     init_u = 1.0 / math.sqrt(H)  # orthogonal (H, H) blocks
     ratio = max(rms_w / init_w, rms_u / init_u)
@@ -267,29 +279,35 @@ def likely_causes(checks: Mapping[str, dict]) -> list[str]:
     return list(dict.fromkeys(causes))
 
 
-def diagnose_model(
-    model: TrainedModel, task: Task, *, activation: str = "tanh", head: str | None = None,
-    thresholds: Mapping[str, float] | None = None,
-) -> Diagnosis:
-    """Run every static check on ``model`` with the data of ``task``."""
+def diagnose_model(model: Model, task: Task, *, thresholds: Mapping[str, float] | None = None) -> Diagnosis:
+    """Run every static check on ``model`` with the data of ``task``.
+
+    Args:
+      model: a single forward LSTM layer, with or without a head (:func:`diagnosed_layer`); the activations and
+        the head's output function are the model's.
+      task: the data to judge it on.
+      thresholds: overrides of :data:`THRESHOLDS`.
+
+    Raises:
+      ValueError: an unknown threshold, a model diagnosis does not support, or a model whose input or head
+        width does not fit the data.
+    """
     t = {**THRESHOLDS, **(thresholds or {})}
     unknown = sorted(set(thresholds or {}) - set(THRESHOLDS))
     if unknown:
         raise ValueError(f"unknown threshold(s) {unknown}; known: {sorted(THRESHOLDS)}")
-    head = head or {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}[task.kind]
-    if head not in HEADS:
-        raise ValueError(f"head={head!r} is not known; expected one of {list(HEADS)}")
+    layer = diagnosed_layer(model)
     if model.input_size != task.input_size:
         raise ValueError(f"the weights take {model.input_size} input features but the data X has "
                          f"{task.input_size} (X shape {task.X.shape})")
-    if model.head_kernel is not None and model.head_kernel.shape[1] != task.output_size:
-        raise ValueError(f"the head has {model.head_kernel.shape[1]} outputs but y has {task.output_size} "
+    if model.head is not None and model.output_size != task.output_size:
+        raise ValueError(f"the head has {model.output_size} outputs but y has {task.output_size} "
                          f"(y shape {task.y.shape})")
     with jax.numpy_dtype_promotion("standard"):
-        profile = lag_profile(model, task.X, activation=activation)
-        stats = gate_statistics(model, task.X, activation=activation)
-        pred = predict(model, task.X, activation=activation, head=head)
-        collapse = check_output_collapse(model, task, pred, head=head, t=t)
+        profile = lag_profile(model, task.X)
+        stats = gate_statistics(model, task.X)
+        logits, pred = _outputs(model, task.X)
+        collapse = check_output_collapse(model, task, logits, pred, t=t)
     vanishing, exploding = check_gradients(profile, t=t)
     checks = {
         "output_collapse": collapse,
@@ -300,5 +318,6 @@ def diagnose_model(
         "weight_norms": check_weight_norms(model, t=t),
         "data_variability": check_data(task, t=t),
     }
-    extras = {"profile": profile, "gates": stats, "predictions": pred, "head": head, "activation": activation}
+    extras = {"profile": profile, "gates": stats, "predictions": pred,
+              "head": model.head.output if model.head is not None else None, "activation": layer.activation}
     return Diagnosis(collapse["status"] == "fail", checks, likely_causes(checks), t, extras)

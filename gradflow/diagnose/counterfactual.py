@@ -1,139 +1,68 @@
 """Counterfactual diagnosis: train the user's setup beside the usual remedies and see which one matters.
 
-A setup file (TOML) describes the data, the model and the training::
+A setup is a diagnose config (:func:`gradflow.config.load_config` with ``command="diagnose"``): a
+collapse config of one model, in the same vocabulary (``configs/diagnose_seed.toml``)::
 
+    [model]
+    hidden_size = 50
+    activation = "relu"
+    [grid]
+    forget_bias = 1.0        # Keras' unit_forget_bias
+    scheme = "glorot_uniform"
+    learning_rate = 0.001
+    l2 = 0.0                 # on kernel and recurrent kernel, as Keras' regularisers
+    seed = [0, 1, 2]
     [data]
     task = "seed"            # seed | recall | adding | npz (with path = "data.npz")
     n = 100
     seq_len = 20
-    features = 10
-    [model]
-    hidden_size = 50
-    activation = "relu"
-    scheme = "glorot_uniform"
-    forget_bias = 1.0        # Keras' unit_forget_bias
     [train]
     optimizer = "adam"
-    learning_rate = 0.001
     epochs = 100
     batch_size = 32
-    l2 = 0.0                 # on kernel and recurrent kernel, as Keras' regularisers
-    seeds = 3
 
-gradflow trains, over ``seeds`` seeds each and as vmapped variants: the setup as given; a
-label-shuffled control (does the data carry any signal?); learning rate x0.1 and x10; forget bias 1;
-tanh instead of relu; no regularisation; orthogonal initialisation; gradient clipping at norm 1 (each
-remedy only where it changes something). A remedy *changes the outcome* when its majority verdict over
+Every setting takes one value but ``[grid].seed``. gradflow trains, over those seeds each and as
+vmapped variants: the setup as given; a label-shuffled control (does the data carry any signal?);
+learning rate x0.1 and x10; forget bias 1; tanh instead of relu; no regularisation; orthogonal
+initialisation; gradient clipping at norm 1 (each remedy only where it changes something). A remedy *changes the outcome* when its majority verdict over
 the seeds (collapsed / learned / neither) differs from the setup's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gradflow.collapse.metrics import collapse_metrics, constant_loss
-from gradflow.config.profiles import ConfigError, _ints, _names, read_config_file, read_tables
+from gradflow.config import Config, load_config
 from gradflow.diagnose.checks import Diagnosis, check_data, diagnose_model, likely_causes
-from gradflow.lstm.init import SCHEMES, scheme_index
-from gradflow.lstm.cell import ACTIVATIONS, LSTMParams
+from gradflow.lstm.init import scheme_index
 from gradflow.sweep.progress import progress
-from gradflow.data.tasks import adding_task, load_task, recall_task, seed_task, split
-from gradflow.training.train import OPTIMIZERS, TrainSpec, train_data, train_variants
-from gradflow.data.weights import TrainedModel
-
-SCHEMA: dict[str, dict[str, Any]] = {
-    "data": {"task": None, "n": 100, "seq_len": 20, "features": None, "noise": 1.0, "path": None,
-             "validation": 0.2, "data_seed": 0},
-    "model": {"hidden_size": 50, "activation": "tanh", "scheme": "glorot_uniform", "forget_bias": 1.0},
-    "train": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 100, "batch_size": 32, "l2": 0.0,
-              "weight_decay": 0.0, "clip_norm": 0.0, "seeds": 3},
-}
+from gradflow.data.tasks import split
+from gradflow.training.train import TrainSpec, train_data, train_variants
 
 
-@dataclasses.dataclass(frozen=True)
-class Setup:
-    """A parsed training setup."""
-
-    task: dict
-    model: dict
-    train: dict
-    source: str = ""
-
-
-def parse_setup(text: str, *, source_name: str = "setup", base_dir: Path | None = None) -> Setup:
-    """Parse and validate a setup (see the module docstring); errors name the key."""
-    _, t = read_tables(text, SCHEMA, source_name=source_name, required=False)
-    d, m, tr = t["data"], t["model"], t["train"]
-    if d["task"] is None:
-        raise ConfigError("[data].task is required: one of seed, recall, adding, npz")
-    _names("[data].task", [d["task"]], ("seed", "recall", "adding", "npz"))
-    if d["task"] == "npz":
-        if not isinstance(d["path"], str):
-            raise ConfigError('[data].path must name the .npz file for task = "npz"')
-        path = Path(d["path"]) if base_dir is None or Path(d["path"]).is_absolute() else base_dir / d["path"]
-        d["path"] = str(path)
-    for key in ("n", "seq_len"):
-        _ints(f"[data].{key}", [d[key]], minimum=2 if key == "n" else 1)
-    _ints("[model].hidden_size", [m["hidden_size"]])
-    _names("[model].activation", [m["activation"]], ACTIVATIONS)
-    _names("[model].scheme", [m["scheme"]], SCHEMES)
-    _names("[train].optimizer", [tr["optimizer"]], OPTIMIZERS)
-    for key in ("epochs", "batch_size", "seeds"):
-        _ints(f"[train].{key}", [tr[key]])
-    for table, key in (("model", "forget_bias"), ("train", "learning_rate"), ("train", "l2"), ("train", "weight_decay"),
-                       ("train", "clip_norm"), ("data", "validation"), ("data", "noise")):
-        value = t[table][key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise ConfigError(f"[{table}].{key} must be a finite number; got {value!r}")
-    if not tr["learning_rate"] > 0:
-        raise ConfigError(f"[train].learning_rate must be positive; got {tr['learning_rate']}")
-    return Setup(d, m, tr, text)
-
-
-def load_setup(path: str | Path) -> Setup:
-    """Read and validate a setup file; a relative data path is relative to the file."""
-    text, path = read_config_file(path, what="setup")
-    return parse_setup(text, source_name=str(path), base_dir=path.parent)
-
-
-def make_task(setup: Setup):
-    d = setup.task
-    if d["task"] == "npz":
-        return load_task(d["path"])
-    if d["task"] == "seed":
-        return seed_task(d["n"], seq_len=d["seq_len"], features=d["features"] or 10, seed=d["data_seed"])
-    if d["task"] == "recall":
-        return recall_task(d["n"], seq_len=d["seq_len"], features=d["features"] or 1, noise=d["noise"], seed=d["data_seed"])
-    return adding_task(d["n"], seq_len=d["seq_len"], seed=d["data_seed"])
-
-
-def remedies(setup: Setup) -> dict[str, dict]:
-    """The remedies that change something in ``setup``: name -> changes (settings, ``activation``, ``shuffle``)."""
-    m, tr = setup.model, setup.train
+def remedies(config: Config) -> dict[str, dict]:
+    """The remedies that change something in a setup: name -> changes (grid settings, ``activation``, ``shuffle``)."""
+    g = config.grid
+    (learning_rate,), (activation,) = g.learning_rate, config.model.activation
     out = {"as given": {}, "label_shuffle_control": {"shuffle": True},
-           "learning_rate_x0.1": {"learning_rate": tr["learning_rate"] * 0.1},
-           "learning_rate_x10": {"learning_rate": tr["learning_rate"] * 10}}
-    if m["forget_bias"] != 1.0:
+           "learning_rate_x0.1": {"learning_rate": learning_rate * 0.1},
+           "learning_rate_x10": {"learning_rate": learning_rate * 10}}
+    if g.forget_bias != (1.0,):
         out["forget_bias_1"] = {"forget_bias": 1.0}
-    if m["activation"] != "tanh":
-        out["tanh_instead_of_" + m["activation"]] = {"activation": "tanh"}
-    if tr["l2"] or tr["weight_decay"]:
+    if activation != "tanh":
+        out["tanh_instead_of_" + activation] = {"activation": "tanh"}
+    if g.l2 != (0.0,) or g.weight_decay != (0.0,):
         out["no_regularization"] = {"l2": 0.0, "weight_decay": 0.0}
-    if m["scheme"] != "orthogonal":
+    if g.scheme != ("orthogonal",):
         out["orthogonal_init"] = {"scheme": "orthogonal"}
-    if not tr["clip_norm"]:
+    if g.clip_norm == (0.0,):
         out["gradient_clipping"] = {"clip_norm": 1.0}
     return out
-
-
-def _checkpoints(steps: int) -> int:
-    return max(c for c in range(1, 11) if steps % c == 0)
 
 
 @dataclasses.dataclass
@@ -153,30 +82,30 @@ def _verdict(collapsed: np.ndarray, learned: np.ndarray) -> str:
     return "collapsed" if c >= 0.5 else "learned" if l > 0.5 else "neither"
 
 
-def run_remedies(setup: Setup, *, show_progress: bool = True):
+def run_remedies(config: Config, *, show_progress: bool = True):
     """Train the setup and every remedy over the seeds; returns (outcomes, baseline models, task split)."""
-    task = make_task(setup)
-    train, val = split(task, validation=setup.task["validation"], seed=setup.task["data_seed"])
-    m, tr = setup.model, setup.train
-    per_epoch = -(-train.n // min(tr["batch_size"], train.n))
-    steps = tr["epochs"] * per_epoch
-    base = {"forget_bias": m["forget_bias"], "weight_scale": 1.0, "scheme": m["scheme"],
-            "learning_rate": tr["learning_rate"], "weight_decay": tr["weight_decay"], "l2": tr["l2"],
-            "clip_norm": tr["clip_norm"]}
-    seeds = np.arange(tr["seeds"])
+    task = config.make_task()
+    train, val = split(task, validation=config.data.validation, seed=config.data.data_seed)
+    m, tr, g = config.model, config.train, config.grid
+    steps, checkpoints = tr.schedule(train.n)
+    base = {k: getattr(g, k)[0] for k in ("forget_bias", "weight_scale", "scheme", "learning_rate", "weight_decay",
+                                          "l2", "clip_norm")}
+    seeds = g.seed
+    thresholds = {"spread": config.analysis.spread_threshold, "loss": config.analysis.loss_threshold}
     groups: dict[tuple, list] = {}
-    changes = remedies(setup)
+    changes = remedies(config)
     for name, change in changes.items():
-        key = (change.get("activation", m["activation"]), bool(change.get("shuffle")))
+        key = (change.get("activation", m.activation[0]), bool(change.get("shuffle")))
         groups.setdefault(key, []).append((name, {**base, **{k: v for k, v in change.items() if k in base}}))
     outcomes, baseline_models = {}, None
     with progress(len(groups), desc="training setup and remedies", unit="group", enabled=show_progress) as bar:
         for (activation, shuffle), members in groups.items():
             y = np.random.default_rng(12345).permutation(train.y) if shuffle else train.y
             data = train_data(dataclasses.replace(train, y=y), val)
-            spec = TrainSpec.for_task(train, hidden_size=m["hidden_size"], activation=activation,
-                                      optimizer=tr["optimizer"], steps=steps, batch_size=min(tr["batch_size"], train.n),
-                                      checkpoints=_checkpoints(steps), grad_probe=min(4, train.n))
+            spec = TrainSpec.for_task(train, hidden_size=m.hidden_size[0], activation=activation,
+                                      recurrent_activation=m.recurrent_activation[0], optimizer=tr.optimizer[0],
+                                      steps=steps, batch_size=min(tr.batch_size, train.n), checkpoints=checkpoints,
+                                      grad_probe=min(tr.grad_probe, train.n))
             settings = {k: [] for k in ("forget_bias", "weight_scale", "scheme", "seed", "learning_rate",
                                          "weight_decay", "l2", "clip_norm")}
             for _, s in members:
@@ -188,7 +117,7 @@ def run_remedies(setup: Setup, *, show_progress: bool = True):
             with jax.numpy_dtype_promotion("standard"):
                 out = jax.tree.map(np.asarray, train_variants(spec, arrays, data))
             metrics = collapse_metrics(val.kind, val.y, out["val_loss"][:, -1], out["val_accuracy"][:, -1],
-                                       out["val_spread"][:, -1])
+                                       out["val_spread"][:, -1], thresholds=thresholds)
             S = len(seeds)
             for i, (name, _) in enumerate(members):
                 sl = slice(i * S, (i + 1) * S)
@@ -206,11 +135,12 @@ def run_remedies(setup: Setup, *, show_progress: bool = True):
 def diagnose_setup(path_or_setup, *, thresholds=None, show_progress: bool = True) -> Diagnosis:
     """Train a setup beside its remedies; the static checks on the trained setup (seed 0), plus the
     loss-plateau and learning-rate checks and the remedies' outcomes."""
-    setup = path_or_setup if isinstance(path_or_setup, Setup) else load_setup(path_or_setup)
+    setup = path_or_setup if isinstance(path_or_setup, Config) else load_config(path_or_setup, command="diagnose")
+    if setup.command != "diagnose":
+        raise ValueError(f"diagnose_setup takes a diagnose config; got a {setup.command} config")
     outcomes, models, (task, train, val) = run_remedies(setup, show_progress=show_progress)
-    model = TrainedModel(LSTMParams(*(np.asarray(a[0]) for a in models.lstm)), np.asarray(models.kernel[0]),
-                         np.asarray(models.bias[0]), "trained")
-    d = diagnose_model(model, val, activation=setup.model["activation"], thresholds=thresholds)
+    model = jax.tree.map(lambda a: np.asarray(a[0]), models)  # seed 0 of the trained setup
+    d = diagnose_model(model, val, thresholds=thresholds)
     t = d.thresholds
     d.checks["data_variability"] = check_data(task, t=t)  # all the data, not only the validation part
     base = outcomes["as given"]

@@ -12,18 +12,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradflow.lstm.cell import Gates, LSTMParams, lstm_gates
+from gradflow.lstm.cell import GATE_NAMES, Gates, LSTMParams, lstm_gates
 
-#: The gates, in the order of the kernel's column blocks.
-GATE_NAMES: tuple[str, ...] = ("input", "forget", "cell", "output")
 #: Default bounds: gates outside [low, high] and candidates with |g| > cell count as saturated.
 SATURATION_BOUNDS = {"low": 0.05, "high": 0.95, "cell": 0.95}
 
 
 def saturated(gates: Gates, *, low: float = 0.05, high: float = 0.95, cell: float = 0.95) -> dict[str, jax.Array]:
-    """Boolean masks, one per name of :data:`GATE_NAMES`, of the saturated entries of ``gates``."""
+    """Boolean masks, one per name of :data:`GATE_NAMES` (re-exported from :mod:`gradflow.lstm.cell`), of the
+    saturated entries of ``gates``: gates outside ``[low, high]``, candidates with ``|g| > cell``."""
     outside = lambda v: (v < low) | (v > high)  # noqa: E731
-    return {"input": outside(gates.i), "forget": outside(gates.f), "cell": jnp.abs(gates.g) > cell, "output": outside(gates.o)}
+    return {name: jnp.abs(v) > cell if name == "cell" else outside(v) for name, v in gates._asdict().items()}
 
 
 def saturation_fractions(

@@ -218,12 +218,20 @@ def lstm_pullback(
 
 
 class Gates(NamedTuple):
-    """Gate values of an unrolled cell, each (T, H): ``i``, ``f``, ``o`` from the gate activation, ``g`` from the cell activation."""
+    """Gate values of an unrolled cell, each (T, H), in the order of the kernel's column blocks.
 
-    i: Array
-    f: Array
-    g: Array
-    o: Array
+    ``input``, ``forget`` and ``output`` (``i``, ``f``, ``o`` above) come from the gate activation, ``cell``
+    (the candidate ``g``) from the cell activation.
+    """
+
+    input: Array
+    forget: Array
+    cell: Array
+    output: Array
+
+
+#: The gates' names, in the order of the kernel's column blocks: the fields of :class:`Gates`.
+GATE_NAMES: tuple[str, ...] = Gates._fields
 
 
 def lstm_gates(

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from gradflow.config.profiles import Config
+from gradflow.config import Config
 from gradflow.flow.saturation import GATE_NAMES
 from gradflow.flow.variants import ModelSpec, probe_inputs, profile_variants
 from gradflow.sweep.devices import over_devices
@@ -48,9 +48,10 @@ def profile_job(config: Config) -> Job:
       gradflow.config.ConfigError: if not even one variant fits the memory budget.
     """
     specs = [spec for _, spec in config.specs()]
-    dtype = np.dtype(config.dtype)
+    analysis = config.analysis
+    dtype = np.dtype(analysis.dtype)
     variables = {}
-    for w in config.wrt:
+    for w in analysis.wrt:
         variables[f"log10_norm_{w}"] = Variable(("lag",), dtype)
         variables[f"horizon_{w}"] = Variable((), dtype)
         variables[f"decay_rate_{w}"] = Variable((), dtype)
@@ -59,18 +60,18 @@ def profile_job(config: Config) -> Job:
 
     def chunk_function(spec: int, mesh):
         model = specs[spec]
-        xs = probe_inputs(model, seed=config.input_seed, dtype=jnp.dtype(config.dtype))
-        return sharded_profiles(mesh, model, config.wrt, config.decades), (xs,)
+        xs = probe_inputs(model, seed=config.data.input_seed, dtype=jnp.dtype(analysis.dtype))
+        return sharded_profiles(mesh, model, analysis.wrt, analysis.decades), (xs,)
 
     return Job(
         kind=KIND,
         title="gradflow lag profiles",
         config=config.resolved(),
         source=config.source,
-        dtype=config.dtype,
+        dtype=analysis.dtype,
         spec_axes={k: tuple(v) for k, v in config.shape_axes.items()},
         grid_axes={k: tuple(v) for k, v in config.grid.axes.items()},
-        grid_values=config.grid.values(),
+        grid_values=config.variants().values(),
         chunk_size=config.work_chunk_size(),
         variables=variables,
         extra_coords={"lag": np.arange(1, max(config.shape_axes["seq_len"]) + 1, dtype=np.int32)},
@@ -94,7 +95,7 @@ def run_sweep(
     """Fill ``out/results.zarr`` with this process's share of the sweep of ``config``; resumes.
 
     Args:
-      config: a lag-profile :class:`gradflow.config.profiles.Config`, or any :class:`gradflow.sweep.job.Job`.
+      config: a lag-profile :class:`gradflow.config.Config`, or any :class:`gradflow.sweep.job.Job`.
       out: output directory.
       share: ``(i, n)``: this process takes work items ``k`` with ``k % n == i``.
       overwrite: replace a store of a different config instead of refusing it.

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gradflow.sweep.results import STORE_NAME, open_results
+from gradflow.sweep.layout import OutputLayout
+from gradflow.sweep.results import open_results
 from gradflow.sweep.store import progress_of
 
 
 def _runs(directory: Path, config_hash: str) -> list[dict]:
     """This store's process runs from ``runs.jsonl`` (lines of other configs or torn lines are skipped)."""
-    log = directory / "runs.jsonl"
+    log = OutputLayout(directory).run_log
     if not log.is_file():
         return []
     runs = []
@@ -34,7 +35,7 @@ def describe_store(directory: str | Path) -> str:
     done, total = progress_of(directory)
     env = ds.attrs.get("environment", {})
     lines = [
-        f"{directory / STORE_NAME}",
+        f"{OutputLayout(directory).store}",
         f"  config hash   {ds.attrs.get('config_hash', '?')[:16]}",
         f"  progress      {done}/{total} work chunks done" + ("" if done == total else " (incomplete: rerun to resume)"),
         "  dimensions    " + ", ".join(f"{d} ({n})" for d, n in ds.sizes.items()),

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-STORE_NAME = "results.zarr"
+from gradflow.sweep.layout import STORE_NAME, OutputLayout
+
 
 #: Descriptions stored with each variable (``long_name``); per-``wrt`` names share a prefix.
 DESCRIPTIONS = {
@@ -56,7 +57,7 @@ class Results:
         The group is written next to it under a temporary name and renamed into place when complete.
         """
         variables = {name: VariableSpec(self.dims_of(name), a.dtype, a.shape, a.shape) for name, a in self.data.items()}
-        path = Path(directory) / STORE_NAME
+        path = OutputLayout(directory).store
         tmp = create_group(path, coords=self.coords, variables=variables, attrs=self.attrs, publish=False)
         import zarr
 
@@ -169,8 +170,9 @@ def open_results(directory: str | Path):
     """
     import xarray
 
-    path = Path(directory) / STORE_NAME
-    if not (path / ".zmetadata").is_file():
+    layout = OutputLayout(directory)
+    path = layout.store
+    if not layout.metadata.is_file():
         raise FileNotFoundError(f"{str(directory)!r} holds no gradflow results ({STORE_NAME})")
     return xarray.open_zarr(path, consolidated=True)
 

@@ -23,11 +23,9 @@ import numpy as np
 from gradflow.sweep.devices import local_mesh
 from gradflow.sweep.environment import describe_environment
 from gradflow.sweep.job import Job
+from gradflow.sweep.layout import OutputLayout
 from gradflow.sweep.progress import progress
 from gradflow.sweep.store import SweepLayout, open_store, progress_of
-
-RUN_LOG = "runs.jsonl"
-
 
 @dataclasses.dataclass(frozen=True)
 class SweepReport:
@@ -139,6 +137,6 @@ def run_job(
     done, total = progress_of(out)
     report = SweepReport(store.path, len(todo), len(mine) - len(todo), done, total, seconds, n_variants / max(seconds, 1e-9))
     record = {**dataclasses.asdict(report), "path": str(report.path), "share": [index, count], "local_devices": jax.local_device_count(), "config_hash": store.config_hash}
-    with open(Path(out) / RUN_LOG, "a") as log:
+    with open(OutputLayout(out).run_log, "a") as log:
         log.write(json.dumps(record) + "\n")
     return report

@@ -23,9 +23,8 @@ import numpy as np
 
 from gradflow.sweep.chunks import ChunkLayout
 from gradflow.sweep.job import Job, config_hash
-from gradflow.sweep.results import STORE_NAME, VariableSpec, create_group, writing_every_chunk
-
-DONE_DIR = ".done"
+from gradflow.sweep.layout import OutputLayout
+from gradflow.sweep.results import VariableSpec, create_group, writing_every_chunk
 
 
 class StoreMismatchError(ValueError):
@@ -96,14 +95,15 @@ class SweepStore:
     def __init__(self, directory: str | Path, layout: SweepLayout, config_hash: str):
         import zarr
 
-        self.path = Path(directory) / STORE_NAME
+        self.files = OutputLayout(directory)
+        self.path = self.files.store
         self.layout = layout
         self.config_hash = config_hash
         self._group = zarr.open_group(self.path, mode="r+", zarr_format=2)
-        (self.path / DONE_DIR).mkdir(exist_ok=True)
+        self.files.done_dir.mkdir(exist_ok=True)
 
     def _marker(self, spec: int, chunk: int) -> Path:
-        return self.path / DONE_DIR / f"{spec}-{chunk}"
+        return self.files.marker(spec, chunk)
 
     def is_done(self, spec: int, chunk: int) -> bool:
         return self._marker(spec, chunk).exists()
@@ -135,7 +135,7 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
         config is resumed. Several processes started with ``--overwrite`` on an old store of another
         config race to replace it: start one first, or use a fresh directory.
     """
-    path = Path(directory) / STORE_NAME
+    path = OutputLayout(directory).store
     digest = config_hash(job.config)
     found = _stored_hash(path) if path.exists() else digest
     if found != digest:
@@ -186,12 +186,11 @@ def _stored_hash(path: Path) -> str | None:
 
 def stored_attrs(directory: str | Path) -> dict:
     """The attributes of ``DIR/results.zarr`` (read from its consolidated metadata, no xarray)."""
-    meta = json.loads((Path(directory) / STORE_NAME / ".zmetadata").read_text())
+    meta = json.loads(OutputLayout(directory).metadata.read_text())
     return meta["metadata"][".zattrs"]
 
 
 def progress_of(directory: str | Path) -> tuple[int, int]:
     """(work chunks done, work chunks in all) of the store in ``directory``."""
-    path = Path(directory) / STORE_NAME
-    done = path / DONE_DIR
+    done = OutputLayout(directory).done_dir
     return (sum(1 for _ in done.iterdir()) if done.is_dir() else 0), int(stored_attrs(directory)["work_chunks"])

@@ -1,8 +1,9 @@
 r"""Vmapped training: every variant of a grid trained at once, each with its own hyperparameters.
 
-A variant is an LSTM with a dense head, initialised from (forget bias, weight scale, scheme, seed)
-and trained with its own learning rate, decoupled weight decay, L2 penalty and gradient-clipping
-norm. The optimiser is ``optax.inject_hyperparams`` of
+A variant is a :class:`gradflow.lstm.model.Model` of one forward LSTM layer and a dense head (its output
+function set by the task kind, :data:`gradflow.data.tasks.HEAD_FOR_KIND`), initialised from (forget bias,
+weight scale, scheme, seed) and trained with its own learning rate, decoupled weight decay, L2 penalty and
+gradient-clipping norm. The optimiser is ``optax.inject_hyperparams`` of
 
     clip_by_global_norm(clip_norm)  ->  {adam, sgd, rmsprop}(learning_rate)  ->  - learning_rate * weight_decay * w
 
@@ -14,7 +15,8 @@ hyperparameter act per variant (a clip outside the vmap would mix variants' grad
     L = \ell(\mathrm{head}(h_T), y) + \lambda_2 (\|W\|^2 + \|U\|^2),
 
 with the L2 penalty on the kernel and recurrent kernel as Keras applies ``kernel_regularizer`` and
-``recurrent_regularizer``, and ``\ell`` the task's loss (binary or softmax cross-entropy, squared error).
+``recurrent_regularizer``, and ``\ell`` the loss of the head's output function
+(:func:`gradflow.lstm.model.head_loss`: binary or softmax cross-entropy, squared error).
 Training is a ``lax.scan`` over steps (minibatches of a per-variant shuffle of the training set each
 epoch; the last batch of an epoch wraps around so every batch has the same size), nested in a scan
 over checkpoints at which the model is evaluated on the validation set.
@@ -34,9 +36,10 @@ import optax
 
 from gradflow.flow.engine import lag_norms, loss_grad_norms
 from gradflow.lstm.init import init_lstm
-from gradflow.lstm.cell import LSTMParams, unroll
-from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
-from gradflow.data.tasks import Task
+from gradflow.lstm.cell import GATE_NAMES
+from gradflow.lstm.model import Head, Layer, Model, head_logits, head_loss, head_output
+from gradflow.flow.saturation import saturation_fractions
+from gradflow.data.tasks import HEAD_FOR_KIND, KINDS, Task
 from gradflow.flow.variants import GRID_DEFAULTS, Grid
 
 Array = jax.Array
@@ -103,7 +106,7 @@ class TrainSpec:
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r} is not known; expected one of {list(OPTIMIZERS)}")
-        if self.kind not in ("binary", "multiclass", "regression"):
+        if self.kind not in KINDS:
             raise ValueError(f"kind={self.kind!r} is not known; expected binary, multiclass or regression")
         for name in ("input_size", "hidden_size", "seq_len", "output_size", "steps", "batch_size", "checkpoints",
                      "grad_probe"):
@@ -120,55 +123,36 @@ class TrainSpec:
                    **settings)
 
 
-class Model(NamedTuple):
-    """An LSTM and its dense head: ``head(h_T) = h_T @ kernel + bias``."""
-
-    lstm: LSTMParams
-    kernel: Array  # (H, k)
-    bias: Array  # (k,)
-
-
 def init_model(spec: TrainSpec, forget_bias, weight_scale, scheme, seed, dtype=jnp.float32) -> Model:
-    """One variant's model; traceable in every numeric argument (vmap it over a grid)."""
+    """One variant's model: one forward LSTM layer with ``spec``'s activations and a Glorot-uniform dense head
+    whose output function is the task kind's; traceable in every numeric argument (vmap it over a grid)."""
     key = jax.random.key(seed)
     lstm = init_lstm(jax.random.fold_in(key, 0), spec.input_size, spec.hidden_size, scheme=scheme,
                      weight_scale=weight_scale, forget_bias=forget_bias, dtype=dtype)
     limit = math.sqrt(6.0 / (spec.hidden_size + spec.output_size))  # glorot uniform, as Keras' Dense
     kernel = jax.random.uniform(jax.random.fold_in(key, 1), (spec.hidden_size, spec.output_size), jnp.float32,
                                 -limit, limit).astype(dtype)
-    return Model(lstm, kernel, jnp.zeros(spec.output_size, dtype))
+    layer = Layer(lstm, activation=spec.activation, recurrent_activation=spec.recurrent_activation)
+    return Model((layer,), Head(kernel, jnp.zeros(spec.output_size, dtype), HEAD_FOR_KIND[spec.kind]))
 
 
-def predict_logits(spec: TrainSpec, model: Model, X: Array) -> Array:
-    """Head outputs (N, k) for sequences X (N, T, D)."""
-    acts = {"activation": spec.activation, "recurrent_activation": spec.recurrent_activation}
-    h_last = jax.vmap(lambda xs: unroll(model.lstm, xs, **acts).h[-1])(X)
-    return h_last @ model.kernel + model.bias[None]
+def predict_logits(model: Model, X: Array) -> Array:
+    """Head outputs (N, k) for sequences X (N, T, D): :func:`gradflow.lstm.model.head_logits` of each."""
+    return jax.vmap(lambda xs: head_logits(model, xs))(X)
 
 
-def task_loss(kind: str, logits: Array, y: Array) -> Array:
-    """Mean loss of head outputs ``logits`` (N, k) against targets ``y`` (N,) or (N, k)."""
-    if kind == "binary":
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits[:, 0], y))
-    if kind == "multiclass":
-        return jnp.mean(optax.softmax_cross_entropy(logits, y))
-    return jnp.mean((logits.reshape(y.shape) - y) ** 2)
+def predicted(output: str, logits: Array) -> Array:
+    """What a head with output function ``output`` predicts from ``logits`` (N, k): probabilities (sigmoid: of
+    class 1, (N,); softmax: all), values (linear)."""
+    values = head_output(output, logits)
+    return values[:, 0] if output == "sigmoid" else values
 
 
-def predictions(kind: str, logits: Array) -> Array:
-    """What the model predicts: probabilities (binary: of class 1; multiclass: all), values for regression."""
-    if kind == "binary":
-        return jax.nn.sigmoid(logits[:, 0])
-    if kind == "multiclass":
-        return jax.nn.softmax(logits, axis=-1)
-    return logits
-
-
-def accuracy(kind: str, logits: Array, y: Array) -> Array:
-    """Fraction classified correctly (NaN for regression)."""
-    if kind == "binary":
+def accuracy(output: str, logits: Array, y: Array) -> Array:
+    """Fraction classified correctly by a head with output function ``output`` (NaN for linear: regression)."""
+    if output == "sigmoid":
         return jnp.mean((logits[:, 0] > 0) == (y > 0.5))
-    if kind == "multiclass":
+    if output == "softmax":
         return jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))
     return jnp.array(jnp.nan, logits.dtype)
 
@@ -234,10 +218,12 @@ def _train_one(spec: TrainSpec, setting: Mapping[str, Array], data: TrainData) -
     batch = min(spec.batch_size, data.X.shape[0])
     data_key = jax.random.fold_in(jax.random.key(setting["seed"]), 2)
     acts = {"activation": spec.activation, "recurrent_activation": spec.recurrent_activation}
+    output = model.head.output
 
     def loss_fn(m: Model, X, y):
-        fit = task_loss(spec.kind, predict_logits(spec, m, X), y)
-        return fit + l2 * (jnp.sum(m.lstm.W ** 2) + jnp.sum(m.lstm.U ** 2)), fit
+        fit = head_loss(output, predict_logits(m, X), y)
+        lstm = m.layers[0].params
+        return fit + l2 * (jnp.sum(lstm.W ** 2) + jnp.sum(lstm.U ** 2)), fit
 
     schedule = batch_schedule(data_key, spec.steps, data.X.shape[0], batch)
 
@@ -250,18 +236,19 @@ def _train_one(spec: TrainSpec, setting: Mapping[str, Array], data: TrainData) -
         return (new, state), (fit, ratio)
 
     def evaluate(m: Model) -> dict[str, Array]:
-        logits = predict_logits(spec, m, data.X_val)
-        pred = predictions(spec.kind, logits)
-        sat = jax.vmap(lambda xs: saturation_fractions(m.lstm, xs, **acts))(data.X_val)
+        logits = predict_logits(m, data.X_val)
+        pred = predicted(output, logits)
+        lstm = m.layers[0].params
+        sat = jax.vmap(lambda xs: saturation_fractions(lstm, xs, **acts))(data.X_val)
         probe = data.X[: spec.grad_probe], data.y[: spec.grad_probe]
 
         def grad_norms(xs, y):
-            head = lambda hs: task_loss(spec.kind, (hs[-1] @ m.kernel + m.bias)[None], y[None])  # noqa: E731
-            return loss_grad_norms(m.lstm, xs, head, **acts)
+            head = lambda hs: head_loss(output, (hs[-1] @ m.head.kernel + m.head.bias)[None], y[None])  # noqa: E731
+            return loss_grad_norms(lstm, xs, head, **acts)
 
         return {
-            "val_loss": task_loss(spec.kind, logits, data.y_val),
-            "val_accuracy": accuracy(spec.kind, logits, data.y_val),
+            "val_loss": head_loss(output, logits, data.y_val),
+            "val_accuracy": accuracy(output, logits, data.y_val),
             "val_spread": jnp.mean(jnp.std(pred.reshape(pred.shape[0], -1), axis=0)),
             **{f"saturation_{g}": jnp.mean(sat[g]) for g in GATE_NAMES},
             "log10_grad_norm": jnp.mean(jax.vmap(grad_norms)(*probe), axis=0),
@@ -274,13 +261,13 @@ def _train_one(spec: TrainSpec, setting: Mapping[str, Array], data: TrainData) -
         return carry, (fit, jnp.mean(ratio), evaluate(carry[0]))
 
     first = evaluate(model)
-    initial_profile = lag_norms(model.lstm, data.X[0], wrt="h", **acts)
+    initial_profile = lag_norms(model.layers[0].params, data.X[0], wrt="h", **acts)
     (final, _), (fits, ratios, evals) = jax.lax.scan(segment, (model, opt.init(model)), jnp.arange(spec.checkpoints))
     out = {k: jnp.concatenate([first[k][None], v]) for k, v in evals.items()}
     out["train_loss"] = fits.reshape(-1)
     out["update_ratio"] = ratios
     out["initial_log10_norm"] = initial_profile
-    out["final_val_predictions"] = predictions(spec.kind, predict_logits(spec, final, data.X_val))
+    out["final_val_predictions"] = predicted(output, predict_logits(final, data.X_val))
     out["final_model"] = final
     return out
 
@@ -296,7 +283,7 @@ def train_variants(spec: TrainSpec, settings: Mapping[str, Array], data: TrainDa
     (log10 ||dL/dh_t|| averaged over ``grad_probe`` training sequences); ``update_ratio`` (C,) (mean
     ||update|| / ||weights|| per segment); ``initial_log10_norm`` (T,) the initial lag profile wrt
     ``h`` on the first training sequence, by lag; ``final_val_predictions`` (N_val, ...); ``final_model``
-    (the trained :class:`Model`, leading axis V).
+    (the trained :class:`gradflow.lstm.model.Model`, its arrays with a leading axis V).
     """
     if data.X.shape[1:] != (spec.seq_len, spec.input_size):
         raise ValueError(f"data.X must have shape (N, {spec.seq_len}, {spec.input_size}) for this spec; "
