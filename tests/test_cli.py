@@ -179,6 +179,7 @@ def _python_m_gradflow(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gradflow", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_python_m_gradflow_help():
     done = _python_m_gradflow("--help")
     assert done.returncode == 0, done.stderr

@@ -18,6 +18,9 @@ from gradflow.training.train import settings_arrays, train_data, train_variants
 from gradflow.workflows import collapse_map
 from test_collapse_config import BASE
 
+#: Every test here trains a collapse map (one shared fixture): part of the full suite, not the fast loop.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory):

@@ -7,6 +7,7 @@ import pytest
 
 from gradflow.config import ConfigError, load_config, parse_config
 from gradflow.diagnose.counterfactual import diagnose_setup, remedies
+from gradflow.diagnose.report import remedy_table
 
 SETUP = """\
 [model]
@@ -46,6 +47,7 @@ def test_remedies_are_those_that_change_something():
     assert "tanh_instead_of_relu" not in remedies(tanh) and remedies(tanh)["no_regularization"] == {"l2": 0.0, "weight_decay": 0.0}
 
 
+@pytest.mark.slow
 def test_a_learnable_setup_learns_and_its_real_labels_beat_the_shuffled_control():
     d = _diagnose(SETUP)
     assert d.remedies["as given"]["verdict"] == "learned" and not d.collapsed
@@ -53,10 +55,11 @@ def test_a_learnable_setup_learns_and_its_real_labels_beat_the_shuffled_control(
     assert d.checks["loss_plateau"]["status"] == "ok" and d.checks["learning_rate"]["status"] == "ok"
     assert d.remedies["label_shuffle_control"]["verdict"] != "learned"
     assert d.remedies["label_shuffle_control"]["changes_outcome"]
-    table = "\n".join(d.extras["markdown"])
+    table = "\n".join(remedy_table(d.remedy_outcomes))
     assert "| label_shuffle_control |" in table and "changes the outcome" in table
 
 
+@pytest.mark.slow
 def test_a_learning_rate_that_barely_moves_is_too_low_and_a_plateau():
     d = _diagnose(SETUP.replace("learning_rate = 0.03", "learning_rate = 1e-7"))
     assert d.checks["learning_rate"]["status"] == "fail" and d.checks["learning_rate"]["direction"] == "too_low"
@@ -65,6 +68,7 @@ def test_a_learning_rate_that_barely_moves_is_too_low_and_a_plateau():
     assert d.remedies["learning_rate_x10"]["val_loss"] <= d.remedies["as given"]["val_loss"] + 1e-3
 
 
+@pytest.mark.slow
 def test_a_learning_rate_that_diverges_is_too_high():
     text = SETUP.replace('optimizer = "adam"', 'optimizer = "sgd"').replace("learning_rate = 0.03", "learning_rate = 1000.0")
     d = _diagnose(text)
@@ -72,6 +76,7 @@ def test_a_learning_rate_that_diverges_is_too_high():
     assert "learning_rate_too_high" in d.likely_causes
 
 
+@pytest.mark.slow
 def test_random_labels_show_no_signal():
     d = _diagnose(SETUP.replace('task = "recall"', 'task = "seed"').replace("input_size = 2", "input_size = 3"))
     assert d.checks["data_variability"]["label_shuffle_control"] == "no difference"

@@ -45,6 +45,7 @@ def healthy():
     return jax.tree.map(lambda a: np.asarray(a[0], np.float32), out["final_model"]), task
 
 
+@pytest.mark.slow
 def test_a_healthy_trained_model_is_not_flagged(healthy):
     model, val = healthy
     d = diagnose_model(model, val)
@@ -54,6 +55,7 @@ def test_a_healthy_trained_model_is_not_flagged(healthy):
     assert d.checks["output_collapse"]["loss_ratio_to_best_constant"] < 0.5
 
 
+@pytest.mark.slow
 def test_saturated_gates_are_detected():
     d = diagnose_model(_model(bias=(8.0, 8.0, 8.0, 8.0)), TASK)
     assert d.checks["gate_saturation"]["status"] == "fail" and "gate_saturation" in d.likely_causes
@@ -85,6 +87,7 @@ def test_vanishing_and_exploding_gradients_are_detected():
     assert "exploding_gradients" in exploding.likely_causes and "vanishing_gradients" in vanishing.likely_causes
 
 
+@pytest.mark.slow
 def test_labels_without_signal_and_too_little_data_are_detected():
     constant = task_from_arrays({"X": TASK.X, "y": np.ones(TASK.n)}, name="constant")
     d = diagnose_model(_model(), constant)
@@ -125,7 +128,7 @@ def test_a_model_diagnosis_cannot_judge_whole_is_refused(tmp_path, capsys):
 def test_the_loss_is_the_shared_head_loss_and_equals_the_former_numpy_loss(output):
     task = TASK if output == "sigmoid" else task_from_arrays({"X": TASK.X, "y": TASK.X[:, 0, 0] + 0.5}, name="sum")
     d = diagnose_model(_model(output=output), task)
-    pred = d.extras["predictions"]
+    pred = d.evidence.predictions
     if output == "sigmoid":  # the numpy loss diagnose had, on clipped probabilities
         p = np.clip(pred, 1e-7, 1 - 1e-7)
         former = float(-np.mean(task.y * np.log(p) + (1 - task.y) * np.log(1 - p)))
@@ -144,6 +147,7 @@ def _write(tmp_path, model, task):
     return str(tmp_path / "model.npz"), str(tmp_path / "data.npz")
 
 
+@pytest.mark.slow
 def test_the_command_line_prints_one_json_object_and_writes_a_report(tmp_path, capsys):
     weights, data = _write(tmp_path, _model(bias=(8.0, 8.0, 8.0, 8.0)), TASK)
     out = tmp_path / "report"

@@ -137,6 +137,7 @@ def test_traced_scheme_under_jit_equals_the_string_scheme():
                 np.testing.assert_array_equal(got[v], want)
 
 
+@pytest.mark.slow
 def test_seed_stream_matches_jax_random_key():
     a = init_lstm(jax.random.key(11), 3, 4, dtype=jnp.float64)
     b = init_lstm(jax.random.key(11), 3, 4, dtype=jnp.float64)

@@ -154,6 +154,7 @@ def test_vmap_over_a_variants_axis_is_a_loop_over_variants(rng):
     assert np.ptp(want) > 1e-3
 
 
+@pytest.mark.slow
 def test_value_and_grad_and_an_optax_step_keep_the_structure(rng):
     model = _model(output="linear")
     X, y = jnp.asarray(rng.normal(size=(5, T, D))), jnp.asarray(rng.normal(size=5))
@@ -191,6 +192,7 @@ def test_new_weights_of_the_same_shapes_do_not_recompile(rng):
     assert forward._cache_size() == before + 1
 
 
+@pytest.mark.slow
 def test_the_nnx_module_round_trips_through_the_representation(rng):
     module = gf.LSTM(D, H, out_features=2, activation="relu", recurrent_activation="hard_sigmoid",
                      head_output="softmax", rngs=nnx.Rngs(0), dtype=jnp.float64)

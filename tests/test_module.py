@@ -72,6 +72,7 @@ def test_states_are_unroll(rng):
     assert got.h.shape == (6, 4)
 
 
+@pytest.mark.slow
 def test_batched_input_is_a_loop_over_sequences(rng):
     model = _with_bias(_model(), rng)
     xs = jnp.asarray(rng.normal(size=(5, 8, 3)))
@@ -94,6 +95,7 @@ def test_float32_default_dtype(rng):
     np.testing.assert_allclose(model(xs.astype(jnp.float32)), want, atol=OUT_ATOL[np.dtype("float32")])
 
 
+@pytest.mark.slow
 def test_works_under_nnx_jit_and_jax_jit_of_split_state(rng):
     model = _with_bias(_model(), rng)
     xs = jnp.asarray(rng.normal(size=(3, 6, 3)))
@@ -112,6 +114,7 @@ def test_works_under_nnx_jit_and_jax_jit_of_split_state(rng):
     np.testing.assert_allclose(halved, nnx.merge(graphdef, state2)(xs), rtol=0, atol=OUT_ATOL[np.dtype("float64")])
 
 
+@pytest.mark.slow
 def test_gradient_of_the_module_equals_the_functional_gradient(rng):
     model = _model()
     xs = jnp.asarray(rng.normal(size=(6, 3)))

@@ -234,6 +234,7 @@ def test_info_summarises_the_store(small, capsys):
     assert "matmul precision default" in text and "jax " in text
 
 
+@pytest.mark.slow
 def test_plot_and_info_of_an_incomplete_store_say_so(tmp_path, capsys):
     out = tmp_path / "half"
     report = run_sweep(parse_config(SMALL), out, share=(0, 2), show_progress=False)

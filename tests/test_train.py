@@ -81,6 +81,7 @@ def _arrays(settings):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+@pytest.mark.slow
 def test_vmapped_training_equals_a_loop_over_two_variants(optimizer):
     spec = TrainSpec.for_task(TASK, hidden_size=5, optimizer=optimizer, steps=6, batch_size=8, checkpoints=2, grad_probe=2)
     data = _data()
@@ -93,6 +94,7 @@ def test_vmapped_training_equals_a_loop_over_two_variants(optimizer):
         np.testing.assert_allclose(out["final_val_predictions"][v], preds, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_per_variant_clipping_differs_from_a_global_clip():
     spec = TrainSpec.for_task(TASK, hidden_size=5, optimizer="sgd", steps=2, batch_size=8, checkpoints=1, grad_probe=1)
     data = _data()
@@ -123,6 +125,7 @@ def test_per_variant_clipping_differs_from_a_global_clip():
     assert np.max(np.abs(np.asarray(joint_pred) - np.asarray(own_pred))) > 1e-8
 
 
+@pytest.mark.slow
 def test_l2_is_keras_kernel_and_recurrent_penalty_and_weight_decay_is_decoupled():
     spec = TrainSpec.for_task(TASK, hidden_size=4, optimizer="sgd", steps=1, batch_size=8, checkpoints=1, grad_probe=1)
     data = _data()
@@ -149,6 +152,7 @@ def test_l2_is_keras_kernel_and_recurrent_penalty_and_weight_decay_is_decoupled(
         np.testing.assert_allclose(out["final_val_predictions"][0], want, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_on_an_easy_task_and_records_everything():
     task = recall_task(256, seq_len=4, seed=5)
     train, val = split(task)
@@ -178,6 +182,7 @@ def test_bad_specs_and_data_are_refused():
         train_variants(spec, _arrays(SETTINGS), _data())
 
 
+@pytest.mark.slow
 def test_the_batch_schedule_is_the_per_step_shuffle_computed_once_per_epoch():
     from gradflow.training.train import batch_schedule
 

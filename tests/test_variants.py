@@ -130,6 +130,7 @@ def test_model_spec_is_frozen_and_hashable():
         a.hidden_size = 8
 
 
+@pytest.mark.slow
 def test_init_variants_equals_a_loop_of_init_lstm():
     g = Grid(scheme=list(SCHEMES), seed=[0, 9], weight_scale=[1.3], forget_bias=[-0.5])
     v = g.values()
@@ -159,6 +160,7 @@ def _grid_a():
     return Grid(forget_bias=[-1.0, 2.0], scheme=["orthogonal", "normal", "glorot_uniform"])
 
 
+@pytest.mark.slow
 def test_profile_variants_equals_a_loop_of_lag_norms():
     g = _grid_a()
     v = g.values()

@@ -165,7 +165,22 @@ def check_gradients(profile: np.ndarray, *, t) -> tuple[dict, dict]:
     return vanishing, exploding
 
 
-def gate_statistics(model: Model, X: np.ndarray) -> dict[str, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class GateStatistics:
+    """Gates of the diagnosed layer over the first :data:`GATE_SEQUENCES` inputs.
+
+    Attributes:
+      per_step: gate name -> saturated fraction at each step (T,), over inputs and units.
+      values: gate name -> the gate values (N, T, H), for histograms.
+      max_abs_h: each unit's largest ``|h_t|`` over steps and inputs (H,).
+    """
+
+    per_step: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    max_abs_h: np.ndarray
+
+
+def gate_statistics(model: Model, X: np.ndarray) -> GateStatistics:
     """Saturated fraction per gate and step (T,) over the first :data:`GATE_SEQUENCES` inputs, the gate
     values themselves (for histograms), and each unit's largest |h_t|."""
     layer = diagnosed_layer(model)
@@ -175,23 +190,23 @@ def gate_statistics(model: Model, X: np.ndarray) -> dict[str, np.ndarray]:
     gates = jax.vmap(lambda x: lstm_gates(params, x, **acts))(xs)
     masks = saturated(gates)
     h = jax.vmap(lambda x: unroll(params, x, **acts).h)(xs)
-    return {
-        "per_step": {g: np.asarray(jnp.mean(mask, axis=(0, 2))) for g, mask in masks.items()},
-        "values": {g: np.asarray(v) for g, v in gates._asdict().items()},
-        "max_abs_h": np.asarray(jnp.max(jnp.abs(h), axis=(0, 1))),
-    }
+    return GateStatistics(
+        per_step={g: np.asarray(jnp.mean(mask, axis=(0, 2))) for g, mask in masks.items()},
+        values={g: np.asarray(v) for g, v in gates._asdict().items()},
+        max_abs_h=np.asarray(jnp.max(jnp.abs(h), axis=(0, 1))),
+    )
 
 
-def check_saturation(stats: dict, *, t) -> dict:
-    fractions = {g: float(np.mean(v)) for g, v in stats["per_step"].items()}
+def check_saturation(stats: GateStatistics, *, t) -> dict:
+    fractions = {g: float(np.mean(v)) for g, v in stats.per_step.items()}
     worst = max(fractions, key=fractions.get)
     return {"status": _status(fractions[worst], t["saturation"], t["saturation_warn"], below=False),
             "fraction_saturated": fractions, "most_saturated_gate": worst,
             "bounds": "sigmoid gates outside [0.05, 0.95]; |g| > 0.95"}
 
 
-def check_dead_units(stats: dict, *, t) -> dict:
-    dead = stats["max_abs_h"] < 1e-6
+def check_dead_units(stats: GateStatistics, *, t) -> dict:
+    dead = stats.max_abs_h < 1e-6
     fraction = float(np.mean(dead))
     return {"status": _status(fraction, t["dead_units"], t["dead_units_warn"], below=False),
             "fraction_dead": fraction, "dead_units": np.flatnonzero(dead).tolist()}
@@ -239,16 +254,69 @@ def check_data(task: Task, *, t) -> dict:
     return evidence
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """The measured arrays behind the static checks, which the report's figures draw.
+
+    Attributes:
+      lag_profile: ``log10 ||dh_T/dh_{T-k}||`` by lag k = 1..T, mean over the first :data:`PROFILE_SEQUENCES` inputs.
+      gates: the diagnosed layer's :class:`GateStatistics`.
+      predictions: the model's predictions for the inputs (see :func:`predict`).
+    """
+
+    lag_profile: np.ndarray
+    gates: GateStatistics
+    predictions: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class RemedyOutcome:
+    """One remedy (or the setup as given) trained over the seeds; arrays have the seeds as leading axis."""
+
+    name: str
+    collapsed: np.ndarray  # (seeds,)
+    learned: np.ndarray
+    final_val_loss: np.ndarray
+    val_accuracy: np.ndarray
+    train_loss: np.ndarray  # (seeds, steps)
+    update_ratio: np.ndarray  # (seeds, C)
+
+    @property
+    def verdict(self) -> str:
+        """The majority verdict over the seeds: ``collapsed``, ``learned`` or ``neither``."""
+        c, l = np.mean(self.collapsed), np.mean(self.learned)
+        return "collapsed" if c >= 0.5 else "learned" if l > 0.5 else "neither"
+
+
+@dataclasses.dataclass(frozen=True)
 class Diagnosis:
-    """Checks with their evidence, the collapse verdict and the likely causes; ``extras`` feed the report."""
+    """Checks with their evidence, the collapse verdict and the likely causes.
+
+    Attributes:
+      collapsed: the verdict (from the checks; with a training setup, the majority over seeds).
+      checks: check name (from :data:`CHECKS`) -> its status and evidence.
+      likely_causes: causes from :data:`CAUSES`, most direct first.
+      thresholds: the thresholds in force.
+      evidence: the measured arrays (for figures).
+      remedy_outcomes: with a training setup, remedy name -> :class:`RemedyOutcome` (``"as given"`` first).
+    """
 
     collapsed: bool
     checks: dict[str, dict]
     likely_causes: list[str]
     thresholds: dict[str, float]
-    extras: dict = dataclasses.field(default_factory=dict, repr=False)
-    remedies: dict | None = None  # counterfactual diagnosis: remedy -> outcome
+    evidence: Evidence = dataclasses.field(repr=False)
+    remedy_outcomes: dict[str, RemedyOutcome] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def remedies(self) -> dict | None:
+        """Each remedy's verdict, fractions, validation loss and whether it changes the setup's outcome."""
+        if self.remedy_outcomes is None:
+            return None
+        base = self.remedy_outcomes["as given"].verdict
+        return {n: {"verdict": o.verdict, "collapsed_fraction": float(np.mean(o.collapsed)),
+                    "learned_fraction": float(np.mean(o.learned)), "val_loss": float(np.nanmean(o.final_val_loss)),
+                    "changes_outcome": o.verdict != base} for n, o in self.remedy_outcomes.items()}
 
     def to_json(self) -> dict:
         out = {"collapsed": self.collapsed, "checks": self.checks, "likely_causes": self.likely_causes,
@@ -296,7 +364,7 @@ def diagnose_model(model: Model, task: Task, *, thresholds: Mapping[str, float] 
     unknown = sorted(set(thresholds or {}) - set(THRESHOLDS))
     if unknown:
         raise ValueError(f"unknown threshold(s) {unknown}; known: {sorted(THRESHOLDS)}")
-    layer = diagnosed_layer(model)
+    diagnosed_layer(model)  # refuses a model diagnose cannot judge, before any work
     if model.input_size != task.input_size:
         raise ValueError(f"the weights take {model.input_size} input features but the data X has "
                          f"{task.input_size} (X shape {task.X.shape})")
@@ -318,6 +386,5 @@ def diagnose_model(model: Model, task: Task, *, thresholds: Mapping[str, float] 
         "weight_norms": check_weight_norms(model, t=t),
         "data_variability": check_data(task, t=t),
     }
-    extras = {"profile": profile, "gates": stats, "predictions": pred,
-              "head": model.head.output if model.head is not None else None, "activation": layer.activation}
-    return Diagnosis(collapse["status"] == "fail", checks, likely_causes(checks), t, extras)
+    evidence = Evidence(lag_profile=profile, gates=stats, predictions=pred)
+    return Diagnosis(collapse["status"] == "fail", checks, likely_causes(checks), t, evidence)

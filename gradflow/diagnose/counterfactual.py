@@ -24,8 +24,13 @@ collapse config of one model, in the same vocabulary (``configs/diagnose_seed.to
 Every setting takes one value but ``[grid].seed``. gradflow trains, over those seeds each and as
 vmapped variants: the setup as given; a label-shuffled control (does the data carry any signal?);
 learning rate x0.1 and x10; forget bias 1; tanh instead of relu; no regularisation; orthogonal
-initialisation; gradient clipping at norm 1 (each remedy only where it changes something). A remedy *changes the outcome* when its majority verdict over
-the seeds (collapsed / learned / neither) differs from the setup's.
+initialisation; gradient clipping at norm 1 (each remedy only where it changes something). A remedy
+*changes the outcome* when its majority verdict over the seeds (collapsed / learned / neither) differs
+from the setup's.
+
+:func:`diagnose_setup` is three steps: :func:`run_remedies` trains; :func:`loss_plateau`,
+:func:`learning_rate_check` and :func:`label_shuffle_control` judge the training; the static checks of
+:func:`gradflow.diagnose.checks.diagnose_model` on the trained setup (seed 0) complete the diagnosis.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ import numpy as np
 
 from gradflow.collapse.metrics import collapse_metrics, constant_loss
 from gradflow.config import Config, load_config
-from gradflow.diagnose.checks import Diagnosis, check_data, diagnose_model, likely_causes
+from gradflow.data.tasks import Task
+from gradflow.diagnose.checks import Diagnosis, RemedyOutcome, check_data, diagnose_model, likely_causes
+from gradflow.lstm.model import Model
 from gradflow.lstm.init import scheme_index
 from gradflow.sweep.progress import progress
 from gradflow.data.tasks import split
@@ -65,25 +72,34 @@ def remedies(config: Config) -> dict[str, dict]:
     return out
 
 
-@dataclasses.dataclass
-class RemedyOutcome:
-    name: str
-    collapsed: np.ndarray  # (seeds,)
-    learned: np.ndarray
-    final_val_loss: np.ndarray
-    val_accuracy: np.ndarray
-    train_loss: np.ndarray  # (seeds, steps)
-    update_ratio: np.ndarray  # (seeds, C)
-    verdict: str = ""
+@dataclasses.dataclass(frozen=True)
+class RemedyRun:
+    """What :func:`run_remedies` trained: every remedy's outcome, the trained setup (seed 0) and the data."""
+
+    outcomes: dict[str, RemedyOutcome]
+    model: Model
+    task: Task
+    train: Task
+    validation: Task
 
 
-def _verdict(collapsed: np.ndarray, learned: np.ndarray) -> str:
-    c, l = np.mean(collapsed), np.mean(learned)
-    return "collapsed" if c >= 0.5 else "learned" if l > 0.5 else "neither"
+def _remedy_settings(members: list[tuple[str, dict]], seeds) -> dict[str, jax.Array]:
+    """The per-variant settings of a group of remedies, each over every seed (remedy-major), as arrays."""
+    names = ("forget_bias", "weight_scale", "scheme", "seed", "learning_rate", "weight_decay", "l2", "clip_norm")
+    columns = {k: [] for k in names}
+    for _, s in members:
+        for seed in seeds:
+            for k in names:
+                columns[k].append(seed if k == "seed" else scheme_index(s[k]) if k == "scheme" else s[k])
+    dtypes = {"scheme": jnp.int32, "seed": jnp.uint32}
+    return {k: jnp.asarray(v, dtypes.get(k, jnp.float32)) for k, v in columns.items()}
 
 
-def run_remedies(config: Config, *, show_progress: bool = True):
-    """Train the setup and every remedy over the seeds; returns (outcomes, baseline models, task split)."""
+def run_remedies(config: Config, *, show_progress: bool = True) -> RemedyRun:
+    """Train the setup and every remedy of :func:`remedies` over the seeds, as vmapped variants.
+
+    Remedies that share a cell activation and labels train in one compiled call.
+    """
     task = config.make_task()
     train, val = split(task, validation=config.data.validation, seed=config.data.data_seed)
     m, tr, g = config.model, config.train, config.grid
@@ -97,7 +113,7 @@ def run_remedies(config: Config, *, show_progress: bool = True):
     for name, change in changes.items():
         key = (change.get("activation", m.activation[0]), bool(change.get("shuffle")))
         groups.setdefault(key, []).append((name, {**base, **{k: v for k, v in change.items() if k in base}}))
-    outcomes, baseline_models = {}, None
+    outcomes, trained = {}, None
     with progress(len(groups), desc="training setup and remedies", unit="group", enabled=show_progress) as bar:
         for (activation, shuffle), members in groups.items():
             y = np.random.default_rng(12345).permutation(train.y) if shuffle else train.y
@@ -106,89 +122,90 @@ def run_remedies(config: Config, *, show_progress: bool = True):
                                       recurrent_activation=m.recurrent_activation[0], optimizer=tr.optimizer[0],
                                       steps=steps, batch_size=min(tr.batch_size, train.n), checkpoints=checkpoints,
                                       grad_probe=min(tr.grad_probe, train.n))
-            settings = {k: [] for k in ("forget_bias", "weight_scale", "scheme", "seed", "learning_rate",
-                                         "weight_decay", "l2", "clip_norm")}
-            for _, s in members:
-                for seed in seeds:
-                    for k in settings:
-                        settings[k].append(seed if k == "seed" else scheme_index(s[k]) if k == "scheme" else s[k])
-            arrays = {k: jnp.asarray(v, jnp.int32 if k == "scheme" else jnp.uint32 if k == "seed" else jnp.float32)
-                      for k, v in settings.items()}
             with jax.numpy_dtype_promotion("standard"):
-                out = jax.tree.map(np.asarray, train_variants(spec, arrays, data))
+                out = jax.tree.map(np.asarray, train_variants(spec, _remedy_settings(members, seeds), data))
             metrics = collapse_metrics(val.kind, val.y, out["val_loss"][:, -1], out["val_accuracy"][:, -1],
                                        out["val_spread"][:, -1], thresholds=thresholds)
             S = len(seeds)
             for i, (name, _) in enumerate(members):
                 sl = slice(i * S, (i + 1) * S)
-                outcome = RemedyOutcome(name, metrics["collapsed"][sl], metrics["learned"][sl],
-                                        out["val_loss"][sl, -1], out["val_accuracy"][sl, -1], out["train_loss"][sl],
-                                        out["update_ratio"][sl])
-                outcome.verdict = _verdict(outcome.collapsed, outcome.learned)
-                outcomes[name] = outcome
+                outcomes[name] = RemedyOutcome(name, metrics["collapsed"][sl], metrics["learned"][sl],
+                                               out["val_loss"][sl, -1], out["val_accuracy"][sl, -1],
+                                               out["train_loss"][sl], out["update_ratio"][sl])
                 if name == "as given":
-                    baseline_models = jax.tree.map(lambda a: a[sl], out["final_model"])
+                    trained = jax.tree.map(lambda a: np.asarray(a[i * S]), out["final_model"])  # its first seed
             bar.update(1)
-    return {k: outcomes[k] for k in changes}, baseline_models, (task, train, val)
+    return RemedyRun({k: outcomes[k] for k in changes}, trained, task, train, val)
 
 
-def diagnose_setup(path_or_setup, *, thresholds=None, show_progress: bool = True) -> Diagnosis:
-    """Train a setup beside its remedies; the static checks on the trained setup (seed 0), plus the
-    loss-plateau and learning-rate checks and the remedies' outcomes."""
-    setup = path_or_setup if isinstance(path_or_setup, Config) else load_config(path_or_setup, command="diagnose")
-    if setup.command != "diagnose":
-        raise ValueError(f"diagnose_setup takes a diagnose config; got a {setup.command} config")
-    outcomes, models, (task, train, val) = run_remedies(setup, show_progress=show_progress)
-    model = jax.tree.map(lambda a: np.asarray(a[0]), models)  # seed 0 of the trained setup
-    d = diagnose_model(model, val, thresholds=thresholds)
-    t = d.thresholds
-    d.checks["data_variability"] = check_data(task, t=t)  # all the data, not only the validation part
-    base = outcomes["as given"]
-    loss = base.train_loss
+def loss_plateau(outcome: RemedyOutcome, *, t) -> dict:
+    """Relative improvement of the training loss, last tenth of the steps against the first (mean over seeds)."""
+    loss = outcome.train_loss
     k = max(1, loss.shape[1] // 10)
     first, last = np.nanmean(loss[:, :k]), np.nanmean(loss[:, -k:])
     improvement = float((first - last) / max(abs(first), 1e-12)) if np.isfinite(last) else float("-inf")
-    d.checks["loss_plateau"] = {"status": "fail" if improvement < t["plateau_improvement"] else "ok",
-                                "relative_improvement": improvement, "first_tenth_loss": float(first),
-                                "last_tenth_loss": float(last)}
-    ratios = np.where(np.isfinite(base.update_ratio), base.update_ratio, np.inf)  # NaN weights: a blow-up
+    return {"status": "fail" if improvement < t["plateau_improvement"] else "ok",
+            "relative_improvement": improvement, "first_tenth_loss": float(first), "last_tenth_loss": float(last)}
+
+
+def learning_rate_check(outcome: RemedyOutcome, plateau: dict, *, t) -> dict:
+    """Update-to-weight ratios and divergence: ``too_high`` (a blow-up, or a segment's mean ratio above
+    ``update_ratio_high``), ``too_low`` (median below ``update_ratio_low``) or ``fine``."""
+    first, last = plateau["first_tenth_loss"], plateau["last_tenth_loss"]
+    ratios = np.where(np.isfinite(outcome.update_ratio), outcome.update_ratio, np.inf)  # NaN weights: a blow-up
     median, peak = float(np.median(ratios)), float(np.max(ratios))
     diverged = (not np.isfinite(last)) or last > 1.5 * first
     too_high = diverged or peak > t["update_ratio_high"]
     direction = "too_high" if too_high else "too_low" if median < t["update_ratio_low"] else ""
-    d.checks["learning_rate"] = {"status": "fail" if direction else "ok", "direction": direction or "fine",
-                                 "median_update_to_weight_ratio": median, "max_update_to_weight_ratio": peak,
-                                 "diverged": bool(diverged)}
-    control = outcomes["label_shuffle_control"]
-    # signal: the real labels beat both the shuffled control and the best constant by 5% on held-out data
-    reference = min(float(np.nanmean(control.final_val_loss)), constant_loss(val.kind, val.y))
+    return {"status": "fail" if direction else "ok", "direction": direction or "fine",
+            "median_update_to_weight_ratio": median, "max_update_to_weight_ratio": peak, "diverged": bool(diverged)}
+
+
+def label_shuffle_control(data_check: dict, base: RemedyOutcome, control: RemedyOutcome, validation: Task) -> dict:
+    """The data check with the shuffled-label control added: the real labels carry signal when they beat both
+    the shuffled control and the best constant predictor by 5% on held-out data (else at least a warning)."""
+    reference = min(float(np.nanmean(control.final_val_loss)), constant_loss(validation.kind, validation.y))
     no_signal = not bool(np.nanmean(base.final_val_loss) < 0.95 * reference)
-    d.checks["data_variability"]["label_shuffle_control"] = "no difference" if no_signal else "the real labels do better"
-    d.checks["data_variability"]["val_loss_real_vs_shuffled"] = [float(np.nanmean(base.final_val_loss)),
-                                                                 float(np.nanmean(control.final_val_loss))]
-    if no_signal and d.checks["data_variability"]["status"] == "ok":
-        d.checks["data_variability"]["status"] = "warn"
-    d.collapsed = base.verdict == "collapsed"
-    oc = d.checks["output_collapse"]
+    status = "warn" if no_signal and data_check["status"] == "ok" else data_check["status"]
+    return {**data_check, "status": status,
+            "label_shuffle_control": "no difference" if no_signal else "the real labels do better",
+            "val_loss_real_vs_shuffled": [float(np.nanmean(base.final_val_loss)),
+                                          float(np.nanmean(control.final_val_loss))]}
+
+
+def diagnose_setup(path_or_setup, *, thresholds=None, show_progress: bool = True) -> Diagnosis:
+    """Train a setup beside its remedies and diagnose it.
+
+    The static checks run on the trained setup (seed 0) and its validation data; the data check on all the
+    data, with the label-shuffled control; the loss-plateau and learning-rate checks on the training of every
+    seed; the collapse verdict is the majority over the seeds.
+
+    Args:
+      path_or_setup: a diagnose :class:`gradflow.config.Config`, or the path of its TOML file.
+      thresholds: overrides of :data:`gradflow.diagnose.checks.THRESHOLDS`.
+      show_progress: a progress bar over the groups of remedies.
+    """
+    setup = path_or_setup if isinstance(path_or_setup, Config) else load_config(path_or_setup, command="diagnose")
+    if setup.command != "diagnose":
+        raise ValueError(f"diagnose_setup takes a diagnose config; got a {setup.command} config")
+    run = run_remedies(setup, show_progress=show_progress)
+    static = diagnose_model(run.model, run.validation, thresholds=thresholds)
+    t = static.thresholds
+    base = run.outcomes["as given"]
+    plateau = loss_plateau(base, t=t)
+    collapsed = base.verdict == "collapsed"
     fraction = float(np.mean(base.collapsed))
-    oc.update(status="fail" if d.collapsed else "warn" if fraction > 0 else "ok", collapsed_fraction_over_seeds=fraction,
-              note=oc["note"] + "; spread and loss of seed 0 on the validation set, status from all seeds")
-    d.likely_causes = likely_causes(d.checks)
-    d.extras["remedies"] = outcomes
-    d.extras["markdown"] = remedy_table(outcomes)
-    d.remedies = {n: {"verdict": o.verdict, "collapsed_fraction": float(np.mean(o.collapsed)),
-                      "learned_fraction": float(np.mean(o.learned)), "val_loss": float(np.nanmean(o.final_val_loss)),
-                      "changes_outcome": o.verdict != base.verdict} for n, o in outcomes.items()}
-    return d
-
-
-def remedy_table(outcomes: dict[str, RemedyOutcome]) -> list[str]:
-    base = outcomes["as given"].verdict
-    lines = ["## Remedies, trained side by side", "",
-             "| remedy | verdict (majority of seeds) | collapsed | learned | val loss | val accuracy | changes the outcome |",
-             "|---|---|---|---|---|---|---|"]
-    for name, o in outcomes.items():
-        lines.append(f"| {name} | {o.verdict} | {np.mean(o.collapsed):.0%} | {np.mean(o.learned):.0%} | "
-                     f"{np.nanmean(o.final_val_loss):.3f} | {np.nanmean(o.val_accuracy):.3f} | "
-                     f"{'-' if name == 'as given' else ('yes' if o.verdict != base else 'no')} |")
-    return lines
+    output = static.checks["output_collapse"]
+    checks = {
+        **static.checks,
+        "output_collapse": {**output, "status": "fail" if collapsed else "warn" if fraction > 0 else "ok",
+                            "collapsed_fraction_over_seeds": fraction,
+                            "note": output["note"] + "; spread and loss of seed 0 on the validation set, "
+                                                     "status from all seeds"},
+        "data_variability": label_shuffle_control(check_data(run.task, t=t), base,
+                                                  run.outcomes["label_shuffle_control"], run.validation),
+        "loss_plateau": plateau,
+        "learning_rate": learning_rate_check(base, plateau, t=t),
+    }
+    return dataclasses.replace(static, collapsed=collapsed, checks=checks, likely_causes=likely_causes(checks),
+                               remedy_outcomes=run.outcomes)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradflow.diagnose.checks import Diagnosis
+from gradflow.diagnose.checks import Diagnosis, RemedyOutcome
 
 MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 
@@ -55,6 +55,19 @@ def _clean(obj):
     return obj
 
 
+def remedy_table(outcomes: dict[str, RemedyOutcome]) -> list[str]:
+    """The remedies trained side by side, as markdown lines: verdict, fractions, losses, whether it changes the outcome."""
+    base = outcomes["as given"].verdict
+    lines = ["## Remedies, trained side by side", "",
+             "| remedy | verdict (majority of seeds) | collapsed | learned | val loss | val accuracy | changes the outcome |",
+             "|---|---|---|---|---|---|---|"]
+    for name, o in outcomes.items():
+        lines.append(f"| {name} | {o.verdict} | {np.mean(o.collapsed):.0%} | {np.mean(o.learned):.0%} | "
+                     f"{np.nanmean(o.final_val_loss):.3f} | {np.nanmean(o.val_accuracy):.3f} | "
+                     f"{'-' if name == 'as given' else ('yes' if o.verdict != base else 'no')} |")
+    return lines
+
+
 def write_report(d: Diagnosis, directory: str | Path, *, figures: list[Path] = (),
                  title: str = "gradflow diagnosis") -> Path:
     """``report.md`` with the checks, evidence, causes and ``figures`` (files in ``directory``, drawn by
@@ -67,7 +80,7 @@ def write_report(d: Diagnosis, directory: str | Path, *, figures: list[Path] = (
     for name, check in d.checks.items():
         evidence = "; ".join(f"{k}: {_value(v)}" for k, v in check.items() if k not in ("status", "curves"))
         lines.append(f"| `{name}` | {MARK[check['status']]} | {evidence} |")
-    lines += [""] + d.extras.get("markdown", []) + [""]
+    lines += [""] + (remedy_table(d.remedy_outcomes) if d.remedy_outcomes else []) + [""]
     for png in (p for p in figures if p.suffix == ".png"):
         lines.append(f"![{png.stem}]({png.name})")
     lines += ["", "Thresholds: " + ", ".join(f"{k} = {v:g}" for k, v in d.thresholds.items()), ""]

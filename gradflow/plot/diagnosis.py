@@ -21,13 +21,13 @@ def plot_diagnosis(d: Diagnosis, directory: str | Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     figures = plot_lag_profile(d, directory / "lag_profile") + plot_gates(d, directory / "gate_saturation")
     figures += plot_predictions(d, directory / "predictions")
-    if d.extras.get("remedies"):
-        figures += plot_remedy_curves(d.extras["remedies"], directory / "loss_curves")
+    if d.remedy_outcomes:
+        figures += plot_remedy_curves(d.remedy_outcomes, directory / "loss_curves")
     return figures
 
 
 def plot_lag_profile(d: Diagnosis, path: Path) -> list[Path]:
-    profile = d.extras["profile"]
+    profile = d.evidence.lag_profile
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.2, 2.8), constrained_layout=True)
         ax.plot(np.arange(1, profile.size + 1), profile, color=plt.get_cmap(CMAP)(0.15))
@@ -40,7 +40,7 @@ def plot_lag_profile(d: Diagnosis, path: Path) -> list[Path]:
 
 
 def plot_gates(d: Diagnosis, path: Path) -> list[Path]:
-    values = d.extras["gates"]["values"]
+    values = d.evidence.gates.values
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 4, figsize=(8.0, 2.2), constrained_layout=True, sharey=True)
         for ax, gate in zip(axes, GATE_NAMES):
@@ -53,7 +53,7 @@ def plot_gates(d: Diagnosis, path: Path) -> list[Path]:
 
 
 def plot_predictions(d: Diagnosis, path: Path) -> list[Path]:
-    pred = np.asarray(d.extras["predictions"]).reshape(len(d.extras["predictions"]), -1)
+    pred = np.asarray(d.evidence.predictions).reshape(len(d.evidence.predictions), -1)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.2, 2.8), constrained_layout=True)
         ax.hist(pred[:, 0] if pred.shape[1] == 1 else pred.max(1), bins=40, color=plt.get_cmap(CMAP)(0.6))

@@ -209,66 +209,75 @@ def batch_schedule(key, steps: int, n: int, batch: int) -> Array:
     return orders[(s // per_epoch)[:, None], ((s % per_epoch) * batch)[:, None] + jnp.arange(batch)[None, :]]
 
 
+def _activations(spec: TrainSpec) -> dict[str, str]:
+    return {"activation": spec.activation, "recurrent_activation": spec.recurrent_activation}
+
+
+def _penalised_loss(m: Model, X: Array, y: Array, *, l2: Array) -> tuple[Array, Array]:
+    """``(loss, task loss)``: the head's task loss plus ``l2 (||W||^2 + ||U||^2)``, as Keras' regularisers."""
+    fit = head_loss(m.head.output, predict_logits(m, X), y)
+    lstm = m.layers[0].params
+    return fit + l2 * (jnp.sum(lstm.W ** 2) + jnp.sum(lstm.U ** 2)), fit
+
+
+def _training_step(opt: optax.GradientTransformation, l2: Array, data: TrainData, carry, idx: Array):
+    """One optax step on the minibatch ``idx``: the new ``(model, state)`` and ``(task loss, ||update|| / ||weights||)``."""
+    m, state = carry
+    (_, fit), grads = jax.value_and_grad(_penalised_loss, has_aux=True)(m, data.X[idx], data.y[idx], l2=l2)
+    updates, state = opt.update(grads, state, m)
+    ratio = optax.tree.norm(updates) / (optax.tree.norm(m) + jnp.finfo(data.X.dtype).tiny)
+    return (optax.apply_updates(m, updates), state), (fit, ratio)
+
+
+def _evaluate(spec: TrainSpec, m: Model, data: TrainData) -> dict[str, Array]:
+    """Validation loss, accuracy and prediction spread, gate saturation on the validation inputs, and
+    ``log10 ||dL/dh_t||`` averaged over the first ``grad_probe`` training sequences."""
+    output, acts = m.head.output, _activations(spec)
+    logits = predict_logits(m, data.X_val)
+    pred = predicted(output, logits)
+    lstm = m.layers[0].params
+    sat = jax.vmap(lambda xs: saturation_fractions(lstm, xs, **acts))(data.X_val)
+    probe = data.X[: spec.grad_probe], data.y[: spec.grad_probe]
+
+    def grad_norms(xs, y):
+        head = lambda hs: head_loss(output, (hs[-1] @ m.head.kernel + m.head.bias)[None], y[None])  # noqa: E731
+        return loss_grad_norms(lstm, xs, head, **acts)
+
+    return {
+        "val_loss": head_loss(output, logits, data.y_val),
+        "val_accuracy": accuracy(output, logits, data.y_val),
+        "val_spread": jnp.mean(jnp.std(pred.reshape(pred.shape[0], -1), axis=0)),
+        **{f"saturation_{g}": jnp.mean(sat[g]) for g in GATE_NAMES},
+        "log10_grad_norm": jnp.mean(jax.vmap(grad_norms)(*probe), axis=0),
+    }
+
+
 def _train_one(spec: TrainSpec, setting: Mapping[str, Array], data: TrainData) -> dict[str, Array]:
+    """One variant: initialise, then ``checkpoints`` segments of ``steps / checkpoints`` optax steps, each
+    followed by an evaluation (one more at initialisation); see :func:`train_variants` for the outputs."""
     dtype = data.X.dtype
     model = init_model(spec, setting["forget_bias"], setting["weight_scale"], setting["scheme"], setting["seed"], dtype)
     opt = make_optimizer(spec.optimizer, learning_rate=setting["learning_rate"].astype(dtype),
                          weight_decay=setting["weight_decay"].astype(dtype), clip_norm=setting["clip_norm"].astype(dtype))
-    l2 = setting["l2"].astype(dtype)
-    batch = min(spec.batch_size, data.X.shape[0])
+    step = functools.partial(_training_step, opt, setting["l2"].astype(dtype), data)
     data_key = jax.random.fold_in(jax.random.key(setting["seed"]), 2)
-    acts = {"activation": spec.activation, "recurrent_activation": spec.recurrent_activation}
-    output = model.head.output
-
-    def loss_fn(m: Model, X, y):
-        fit = head_loss(output, predict_logits(m, X), y)
-        lstm = m.layers[0].params
-        return fit + l2 * (jnp.sum(lstm.W ** 2) + jnp.sum(lstm.U ** 2)), fit
-
-    schedule = batch_schedule(data_key, spec.steps, data.X.shape[0], batch)
-
-    def step(carry, idx):
-        m, state = carry
-        (_, fit), grads = jax.value_and_grad(loss_fn, has_aux=True)(m, data.X[idx], data.y[idx])
-        updates, state = opt.update(grads, state, m)
-        new = optax.apply_updates(m, updates)
-        ratio = optax.tree.norm(updates) / (optax.tree.norm(m) + jnp.finfo(dtype).tiny)
-        return (new, state), (fit, ratio)
-
-    def evaluate(m: Model) -> dict[str, Array]:
-        logits = predict_logits(m, data.X_val)
-        pred = predicted(output, logits)
-        lstm = m.layers[0].params
-        sat = jax.vmap(lambda xs: saturation_fractions(lstm, xs, **acts))(data.X_val)
-        probe = data.X[: spec.grad_probe], data.y[: spec.grad_probe]
-
-        def grad_norms(xs, y):
-            head = lambda hs: head_loss(output, (hs[-1] @ m.head.kernel + m.head.bias)[None], y[None])  # noqa: E731
-            return loss_grad_norms(lstm, xs, head, **acts)
-
-        return {
-            "val_loss": head_loss(output, logits, data.y_val),
-            "val_accuracy": accuracy(output, logits, data.y_val),
-            "val_spread": jnp.mean(jnp.std(pred.reshape(pred.shape[0], -1), axis=0)),
-            **{f"saturation_{g}": jnp.mean(sat[g]) for g in GATE_NAMES},
-            "log10_grad_norm": jnp.mean(jax.vmap(grad_norms)(*probe), axis=0),
-        }
-
+    schedule = batch_schedule(data_key, spec.steps, data.X.shape[0], min(spec.batch_size, data.X.shape[0]))
     per = spec.steps // spec.checkpoints
 
     def segment(carry, c):
         carry, (fit, ratio) = jax.lax.scan(step, carry, jax.lax.dynamic_slice_in_dim(schedule, c * per, per))
-        return carry, (fit, jnp.mean(ratio), evaluate(carry[0]))
+        return carry, (fit, jnp.mean(ratio), _evaluate(spec, carry[0], data))
 
-    first = evaluate(model)
-    initial_profile = lag_norms(model.layers[0].params, data.X[0], wrt="h", **acts)
+    first = _evaluate(spec, model, data)
     (final, _), (fits, ratios, evals) = jax.lax.scan(segment, (model, opt.init(model)), jnp.arange(spec.checkpoints))
     out = {k: jnp.concatenate([first[k][None], v]) for k, v in evals.items()}
-    out["train_loss"] = fits.reshape(-1)
-    out["update_ratio"] = ratios
-    out["initial_log10_norm"] = initial_profile
-    out["final_val_predictions"] = predicted(output, predict_logits(final, data.X_val))
-    out["final_model"] = final
+    out.update(
+        train_loss=fits.reshape(-1),
+        update_ratio=ratios,
+        initial_log10_norm=lag_norms(model.layers[0].params, data.X[0], wrt="h", **_activations(spec)),
+        final_val_predictions=predicted(model.head.output, predict_logits(final, data.X_val)),
+        final_model=final,
+    )
     return out
 
 
