@@ -102,6 +102,8 @@ def cmd_sweep(args) -> int:
     files = OutputLayout(out)
     if not files.config_file.exists() or args.overwrite:
         files.config_file.write_text(job.source)
+    for action in report.repaired:
+        print(f"gradflow {args.command}: the store needed repair: {action}", file=sys.stderr)
     resumed = f", {report.skipped} already done" if report.skipped else ""
     print(f"computed {report.computed} work chunks{resumed} in {report.seconds:.1f} s; "
           f"store {report.done}/{report.total} chunks done", file=sys.stderr)
@@ -126,6 +128,10 @@ def cmd_plot(args) -> int:
     if done < total:
         print(f"gradflow plot: warning: the store is incomplete ({done}/{total} chunks); missing values are blank",
               file=sys.stderr)
+    health = _health(args.dir)
+    if health is not None and not health.ok:
+        print(f"gradflow plot: warning: the store is damaged; 'gradflow check {args.dir} --repair' then a rerun "
+              f"repairs it\n{health.summary()}", file=sys.stderr)
     figures = _plot_store(results, Path(args.out) if args.out else OutputLayout(args.dir).figures)
     print("\n".join(str(p) for p in figures))
     return 0
@@ -135,21 +141,62 @@ def cmd_info(args) -> int:
     from gradflow.sweep.info import describe_store
 
     print(describe_store(args.dir))
+    health = _health(args.dir)
+    if health is not None:
+        print("  health        " + health.summary().replace("\n", "\n                "))
+    return 0
+
+
+def _health(directory):
+    """The cheap health check of a store (no decoding), or None if its job cannot be rebuilt (said on stderr)."""
+    from gradflow.sweep.check import check_store
+    from gradflow.workflows import job_of_store
+
+    try:
+        return check_store(directory, job_of_store(directory))
+    except ValueError as err:
+        print(f"gradflow: warning: cannot check the store: {err}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args) -> int:
+    """Check a store (decoding every marked chunk unless --quick); with --repair, fix what can be fixed."""
+    from gradflow.sweep.check import check_store, repair_store
+    from gradflow.workflows import job_of_store
+
+    job = job_of_store(args.dir)
+    health = check_store(args.dir, job, decode=not args.quick)
+    print(f"{OutputLayout(args.dir).store}: {health.summary()}")
+    if health.ok:
+        return 0
+    if not args.repair:
+        print(f"run 'gradflow check {args.dir} --repair', then rerun the sweep to recompute the damaged work items")
+        return 1
+    for action in repair_store(args.dir, job, health):
+        print(f"  repaired: {action}")
+    command = "collapse" if job.kind == "collapse" else "sweep"
+    print(f"now rerun 'gradflow {command} {OutputLayout(args.dir).config_file} --out {args.dir}' to recompute them")
     return 0
 
 
 def _threshold(text: str) -> tuple[str, float]:
     name, _, value = text.partition("=")
     try:
-        return name.strip(), float(value)
+        number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--threshold must be NAME=NUMBER; got {text!r}") from None
+    if not np.isfinite(number):
+        raise argparse.ArgumentTypeError(f"--threshold {text}: the value must be a finite number; got {value.strip()!r}")
+    return name.strip(), number
 
 
 def cmd_diagnose(args) -> int:
     from gradflow.diagnose.report import summary, to_json, write_report
 
+    from gradflow.diagnose.checks import check_thresholds
+
     thresholds = dict(args.threshold or [])
+    check_thresholds(thresholds)  # before any training or file is written
     if args.config is not None:
         if args.weights or args.data:
             raise ValueError("--config describes a training setup; give it alone, or --weights with --data")
@@ -165,6 +212,9 @@ def cmd_diagnose(args) -> int:
         from gradflow.data.weights import load_model
 
         model, task = load_model(args.weights, activation=args.activation), load_task(args.data)
+        if args.head is not None and model.head is None:
+            raise ValueError(f"--head {args.head} given but the weights have no head (head_kernel, head_bias): "
+                             f"diagnose judges h_T itself; drop --head, or add the head to {args.weights}")
         if model.head is not None:  # the file does not say how its head is applied: --head, or the labels' kind
             model = model.replace(head=model.head.replace(output=args.head or HEAD_FOR_KIND[task.kind]))
         diagnosis = diagnose_model(model, task, thresholds=thresholds)
@@ -240,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the summary")
     diagnose.add_argument("--quiet", action="store_true", help="no progress output")
     diagnose.set_defaults(func=cmd_diagnose)
+    check = sub.add_parser("check", help="verify a store: metadata, coordinates, markers, every chunk marked done "
+                           "present and decoding; --repair unmarks what is damaged so a rerun recomputes it")
+    check.add_argument("dir", help="a directory written by 'gradflow sweep', 'run' or 'collapse'")
+    check.add_argument("--repair", action="store_true", help="fix metadata and coordinates, unmark damaged work items")
+    check.add_argument("--quick", action="store_true", help="only look for files; do not decode the chunks")
+    check.set_defaults(func=cmd_check)
     info = sub.add_parser("info", help="summarise a results store: config, progress, environment, variables")
     info.add_argument("dir", help="a directory written by 'gradflow sweep' or 'gradflow run'")
     info.set_defaults(func=cmd_info)
@@ -257,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:
-        if args.command != "diagnose":  # elsewhere a ValueError is a bug, not bad input: let it show
+        if args.command not in ("diagnose", "check"):  # elsewhere a ValueError is a bug, not bad input: let it show
             raise
         print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
         return 2

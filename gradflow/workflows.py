@@ -13,10 +13,34 @@ from pathlib import Path
 
 from gradflow.collapse.job import collapse_job
 from gradflow.collapse.table import collapse_table
-from gradflow.config import Config, load_config
+from gradflow.config import Config, load_config, parse_config
+from gradflow.profiles.job import profile_job
+from gradflow.sweep.check import read_attributes
+from gradflow.sweep.job import Job
 from gradflow.sweep.layout import OutputLayout
 from gradflow.sweep.results import Results
 from gradflow.sweep.runner import run_job
+
+
+def job_of_store(directory: str | Path) -> Job:
+    """The job that wrote the store in ``directory``, rebuilt from the config source stored in it.
+
+    Raises:
+      ValueError: the store has no readable attributes, or its config no longer builds the same job (a
+        data file it names moved or changed).
+    """
+    attrs = read_attributes(directory)
+    if "config_source" not in attrs:
+        raise ValueError(f"{str(OutputLayout(directory).store)!r} has no readable gradflow attributes; "
+                         "only --overwrite can start it again")
+    kind = attrs.get("kind", "collapse" if "collapse" in str(attrs.get("title", "")) else "profiles")
+    command, build = {"profiles": ("sweep", profile_job), "collapse": ("collapse", collapse_job)}[kind]
+    job = build(parse_config(attrs["config_source"], command=command, source_name=f"the config stored in {directory}",
+                             base_dir=Path(directory)))
+    if job.config_hash() != attrs.get("config_hash"):
+        raise ValueError(f"the config stored in {str(directory)!r} no longer builds the job that wrote the store "
+                         "(a data file it names moved or changed)")
+    return job
 
 
 @dataclasses.dataclass

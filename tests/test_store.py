@@ -256,13 +256,24 @@ def test_overwrite_replaces_only_a_different_config_and_resumes_the_same(tmp_pat
     assert not [p for p in os.listdir(out) if p.startswith(".")]  # nothing left aside
 
 
-def test_a_damaged_store_is_refused_with_a_hint_and_replaced_with_overwrite(tmp_path, small):
+def test_a_store_without_its_attributes_is_refused_with_a_hint_and_replaced_with_overwrite(tmp_path, small):
     out = tmp_path / "out"
     run_sweep(parse_config(SMALL), out, show_progress=False)
     (out / STORE_NAME / ".zmetadata").unlink()
+    (out / STORE_NAME / ".zattrs").unlink()  # nothing says which config it holds
     with pytest.raises(StoreMismatchError, match="holds no readable gradflow store .* pass --overwrite"):
         run_sweep(parse_config(SMALL), out, show_progress=False)
     run_sweep(parse_config(SMALL), out, overwrite=True, show_progress=False)
+    _assert_same_store(out, small)
+
+
+def test_a_lost_consolidated_metadata_is_rebuilt_by_a_rerun(tmp_path, small):
+    """Before 0.2 a missing .zmetadata could only be cured by --overwrite (recomputing everything)."""
+    out = tmp_path / "out"
+    run_sweep(parse_config(SMALL), out, show_progress=False)
+    (out / STORE_NAME / ".zmetadata").unlink()
+    report = run_sweep(parse_config(SMALL), out, show_progress=False)
+    assert report.computed == 0 and report.complete
     _assert_same_store(out, small)
 
 

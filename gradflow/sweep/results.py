@@ -12,7 +12,9 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +116,12 @@ def create_group(
     attrs = json.loads(json.dumps(attrs, default=_jsonable))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    tmp = path.with_name(f".{path.name}.tmp-{owner_tag()}-{uuid.uuid4().hex}")
     group = zarr.open_group(tmp, mode="w-", zarr_format=2)
     group.attrs.update(attrs)
     with writing_every_chunk():
-        _write_coords(group, coords)
-    _allocate(group, variables)
+        write_coords(group, coords)
+    allocate_variables(group, variables)
     zarr.consolidate_metadata(tmp, zarr_format=2)
     if not publish:
         return tmp
@@ -132,7 +134,24 @@ def create_group(
     return path
 
 
-def _write_coords(group, coords: dict[str, np.ndarray]) -> None:
+def consolidate(path: str | Path) -> None:
+    """Rewrite the consolidated metadata of the group at ``path`` from its arrays (the ``.done`` folder of
+    markers beside them is not part of the hierarchy)."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Object at .done is not recognized")
+        zarr.consolidate_metadata(path, zarr_format=2)
+
+
+def owner_tag() -> str:
+    """``host-pid`` of this process: names a temporary or set-aside store, so leftovers of a killed process
+    can be told from those of a live one (:func:`gradflow.sweep.store.remove_leftovers`)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def write_coords(group, coords: dict[str, np.ndarray]) -> None:
+    """Write each coordinate as one whole chunk, labelled with its own dimension."""
     for name, values in coords.items():
         values = np.asarray(values)
         array = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape or None,
@@ -141,7 +160,8 @@ def _write_coords(group, coords: dict[str, np.ndarray]) -> None:
         array[...] = values
 
 
-def _allocate(group, variables: dict[str, VariableSpec]) -> None:
+def allocate_variables(group, variables: dict[str, VariableSpec]) -> None:
+    """Create each variable of ``variables`` in ``group``, empty (floats NaN-filled), with its dimensions and description."""
     for name, spec in variables.items():
         # Floats are NaN until written. Other dtypes get no fill value (xarray would mask values equal to
         # one); their chunks are always written (see writing_every_chunk).

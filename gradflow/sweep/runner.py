@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +26,7 @@ from gradflow.sweep.environment import describe_environment
 from gradflow.sweep.job import Job
 from gradflow.sweep.layout import OutputLayout
 from gradflow.sweep.progress import progress
+from gradflow.sweep.check import check_store, repair_store
 from gradflow.sweep.store import SweepLayout, open_store, progress_of
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,7 @@ class SweepReport:
     total: int  # work chunks in the store
     seconds: float
     variants_per_s: float
+    repaired: tuple[str, ...] = ()  # what the health check at the start repaired (see gradflow.sweep.check)
 
     @property
     def complete(self) -> bool:
@@ -118,6 +121,10 @@ def run_job(
       overwrite: replace a store of a different config instead of refusing it.
       show_progress: progress bar on a terminal, log lines otherwise.
 
+    Before any work, the store's cheap health check runs (:func:`gradflow.sweep.check.check_store`: markers,
+    chunk files, coordinates, metadata) and what it finds is repaired: damaged work items are unmarked and
+    recomputed with this process's share (the report's ``repaired`` says what was done).
+
     Raises:
       gradflow.sweep.store.StoreMismatchError: ``out`` holds a different config's sweep (and not ``overwrite``).
     """
@@ -125,6 +132,8 @@ def run_job(
     if not 0 <= index < count:
         raise ValueError(f"share must be (i, n) with 0 <= i < n; got {share}")
     store = open_store(out, job, environment=describe_environment(), overwrite=overwrite)
+    health = check_store(out, job)
+    repaired = tuple(repair_store(out, job, health)) if not health.ok else ()
     layout = store.layout
     mine = [layout.item(k) for k in range(index, layout.n_work, count)]
     todo = [item for item in mine if not store.is_done(*item)]
@@ -135,8 +144,21 @@ def run_job(
         n_variants += len(next(iter(outputs.values())))
     seconds = time.perf_counter() - start
     done, total = progress_of(out)
-    report = SweepReport(store.path, len(todo), len(mine) - len(todo), done, total, seconds, n_variants / max(seconds, 1e-9))
-    record = {**dataclasses.asdict(report), "path": str(report.path), "share": [index, count], "local_devices": jax.local_device_count(), "config_hash": store.config_hash}
-    with open(OutputLayout(out).run_log, "a") as log:
-        log.write(json.dumps(record) + "\n")
+    report = SweepReport(store.path, len(todo), len(mine) - len(todo), done, total, seconds,
+                         n_variants / max(seconds, 1e-9), repaired)
+    record = {**dataclasses.asdict(report), "path": str(report.path), "share": [index, count],
+              "local_devices": jax.local_device_count(), "config_hash": store.config_hash}
+    append_line(OutputLayout(out).run_log, json.dumps(record))
     return report
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` to a line-oriented log; a torn last line (a killed writer) is ended first, so it
+    cannot swallow this record."""
+    with open(path, "a+b") as log:
+        log.seek(0, os.SEEK_END)
+        torn = False
+        if log.tell():
+            log.seek(-1, os.SEEK_END)
+            torn = log.read(1) != b"\n"
+        log.write((("\n" if torn else "") + line + "\n").encode())

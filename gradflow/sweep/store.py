@@ -15,7 +15,10 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -24,7 +27,7 @@ import numpy as np
 from gradflow.sweep.chunks import ChunkLayout
 from gradflow.sweep.job import Job, config_hash
 from gradflow.sweep.layout import OutputLayout
-from gradflow.sweep.results import VariableSpec, create_group, writing_every_chunk
+from gradflow.sweep.results import VariableSpec, consolidate, create_group, owner_tag, writing_every_chunk
 
 
 class StoreMismatchError(ValueError):
@@ -137,13 +140,17 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
     """
     path = OutputLayout(directory).store
     digest = config_hash(job.config)
+    remove_leftovers(directory)
     found = _stored_hash(path) if path.exists() else digest
+    if found is None and _own_hash(path) == digest:  # lost consolidated metadata: rebuild it from the arrays
+        consolidate(path)
+        found = _stored_hash(path)
     if found != digest:
         if not overwrite:
             raise _mismatch(path, found, digest)
         # Only a store of another config is replaced: the same command with --overwrite resumes. It is
         # renamed aside first (atomic), so no process ever sees it half deleted.
-        aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
+        aside = path.with_name(f".{path.name}.old-{owner_tag()}-{uuid.uuid4().hex}")
         try:
             os.rename(path, aside)
         except FileNotFoundError:  # another process moved it first
@@ -162,6 +169,7 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
             "matmul_precision": environment.get("matmul_precision"),
             "chunk_shape": list(layout.chunks.chunk_shape),
             "work_chunks": layout.n_work,
+            "shape_combinations": layout.n_specs,
         }
         create_group(path, coords=layout.coords(), variables=layout.variables(), attrs=attrs)
     found = _stored_hash(path)
@@ -184,6 +192,60 @@ def _stored_hash(path: Path) -> str | None:
         return None
 
 
+def _own_hash(path: Path) -> str | None:
+    """The config hash in the group's own ``.zattrs`` (when the consolidated metadata is lost)."""
+    try:
+        return json.loads((path / ".zattrs").read_text()).get("config_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+#: Temporary (``tmp``) and set-aside (``old``) stores: ``.results.zarr.{tmp,old}-{host}-{pid}-{uuid}``.
+LEFTOVER = re.compile(r"\.results\.zarr\.(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}")
+#: A leftover of another host (whose processes cannot be asked) is removed after this many seconds.
+LEFTOVER_AGE_S = 24 * 3600
+
+
+def remove_leftovers(directory: str | Path) -> list[Path]:
+    """Remove temporary and set-aside stores beside ``DIR/results.zarr`` that no live process owns.
+
+    Those of this host are removed when their process has ended; those of another host, or named before
+    gradflow 0.2, once they are older than :data:`LEFTOVER_AGE_S`. Returns the paths removed.
+    """
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    host = socket.gethostname()
+    for path in directory.glob(".results.zarr.*"):
+        match = LEFTOVER.fullmatch(path.name)
+        if not (match or path.name.startswith((".results.zarr.tmp-", ".results.zarr.old-"))):
+            continue
+        if match and match["host"] == host:
+            stale = not _alive(int(match["pid"]))
+        else:
+            try:
+                stale = time.time() - path.stat().st_mtime > LEFTOVER_AGE_S
+            except FileNotFoundError:
+                continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def stored_attrs(directory: str | Path) -> dict:
     """The attributes of ``DIR/results.zarr`` (read from its consolidated metadata, no xarray)."""
     meta = json.loads(OutputLayout(directory).metadata.read_text())
@@ -191,6 +253,17 @@ def stored_attrs(directory: str | Path) -> dict:
 
 
 def progress_of(directory: str | Path) -> tuple[int, int]:
-    """(work chunks done, work chunks in all) of the store in ``directory``."""
+    """(work chunks done, work chunks in all) of the store in ``directory``.
+
+    Only markers that name a work item of the store count (a stray file in ``.done/`` does not).
+    """
+    attrs = stored_attrs(directory)
+    total = int(attrs["work_chunks"])
+    specs = int(attrs.get("shape_combinations", 0))
     done = OutputLayout(directory).done_dir
-    return (sum(1 for _ in done.iterdir()) if done.is_dir() else 0), int(stored_attrs(directory)["work_chunks"])
+    count = 0
+    for path in done.iterdir() if done.is_dir() else ():
+        match = re.fullmatch(r"(\d+)-(\d+)", path.name)
+        if match and (not specs or (int(match[1]) < specs and int(match[2]) < total // specs)):
+            count += 1
+    return count, total
