@@ -98,7 +98,8 @@ def cmd_sweep(args) -> int:
     print(f"gradflow {args.command}: {job.n_variants * job.n_specs} variants from {source} -> "
           f"{out / 'results.zarr'}{part}", file=sys.stderr)
     start = time.perf_counter()
-    report = run_job(job, out, share=share, overwrite=args.overwrite, show_progress=not args.quiet)
+    report = run_job(job, out, share=share, overwrite=args.overwrite, show_progress=not args.quiet,
+                     break_lease=args.break_lease)
     files = OutputLayout(out)
     if not files.config_file.exists() or args.overwrite:
         files.config_file.write_text(job.source)
@@ -172,7 +173,11 @@ def cmd_check(args) -> int:
     if not args.repair:
         print(f"run 'gradflow check {args.dir} --repair', then rerun the sweep to recompute the damaged work items")
         return 1
-    for action in repair_store(args.dir, job, health):
+    from gradflow.sweep.lease import WriterLease
+
+    with WriterLease(args.dir, job.config_hash()):  # no writer of another config meanwhile
+        actions = repair_store(args.dir, job, health)
+    for action in actions:
         print(f"  repaired: {action}")
     command = "collapse" if job.kind == "collapse" else "sweep"
     print(f"now rerun 'gradflow {command} {OutputLayout(args.dir).config_file} --out {args.dir}' to recompute them")
@@ -191,9 +196,8 @@ def _threshold(text: str) -> tuple[str, float]:
 
 
 def cmd_diagnose(args) -> int:
-    from gradflow.diagnose.report import summary, to_json, write_report
-
     from gradflow.diagnose.checks import check_thresholds
+    from gradflow.diagnose.report import summary, to_json, write_report
 
     thresholds = dict(args.threshold or [])
     check_thresholds(thresholds)  # before any training or file is written
@@ -207,9 +211,9 @@ def cmd_diagnose(args) -> int:
     else:
         if not (args.weights and args.data):
             raise ValueError("gradflow diagnose needs --weights MODEL.npz and --data DATA.npz (or --config SETUP.toml)")
-        from gradflow.diagnose.checks import diagnose_model
         from gradflow.data.tasks import HEAD_FOR_KIND, load_task
         from gradflow.data.weights import load_model
+        from gradflow.diagnose.checks import diagnose_model
 
         model, task = load_model(args.weights, activation=args.activation), load_task(args.data)
         if args.head is not None and model.head is None:
@@ -249,6 +253,8 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="jax.distributed coordinator")
     parser.add_argument("--num-processes", type=int, default=None, help="jax.distributed process count")
     parser.add_argument("--process-id", type=int, default=None, help="jax.distributed process id")
+    parser.add_argument("--break-lease", action="store_true",
+                        help="remove the leases of writers of another config that are gone for good (a crashed host)")
     parser.add_argument("--no-plot", action="store_true", help="do not draw figures when the store is complete")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=cmd_sweep)
@@ -305,11 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gradflow.config import ConfigError
+    from gradflow.sweep.lease import StoreBusyError
     from gradflow.sweep.store import StoreMismatchError
 
     try:
         return args.func(args)
-    except (ConfigError, StoreMismatchError, FileNotFoundError) as err:
+    except (ConfigError, StoreMismatchError, StoreBusyError, FileNotFoundError) as err:
         print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:

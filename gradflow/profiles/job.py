@@ -91,6 +91,7 @@ def run_sweep(
     share: tuple[int, int] = (0, 1),
     overwrite: bool = False,
     show_progress: bool = True,
+    break_lease: bool = False,
 ) -> SweepReport:
     """Fill ``out/results.zarr`` with this process's share of the sweep of ``config``; resumes.
 
@@ -100,11 +101,13 @@ def run_sweep(
       share: ``(i, n)``: this process takes work items ``k`` with ``k % n == i``.
       overwrite: replace a store of a different config instead of refusing it.
       show_progress: progress bar on a terminal, log lines otherwise.
+      break_lease: first remove the leases of writers of other configs (see :func:`gradflow.sweep.runner.run_job`).
 
     Raises:
       gradflow.sweep.store.StoreMismatchError: ``out`` holds a different config's sweep (and not ``overwrite``).
     """
-    return run_job(as_job(config), out, share=share, overwrite=overwrite, show_progress=show_progress)
+    return run_job(as_job(config), out, share=share, overwrite=overwrite, show_progress=show_progress,
+                   break_lease=break_lease)
 
 
 def sweep_results(config: Config | Job, *, show_progress: bool = False) -> Results:

@@ -9,6 +9,7 @@
       config.toml               the config's TOML source
       runs.jsonl                one line of timings per process run
       figures/                  PDF and PNG figures (and tables) drawn from the store alone
+      .writers/                 one lease per live writing process (gradflow.sweep.lease); empty: removed
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ DONE_DIR = ".done"
 CONFIG_FILE = "config.toml"
 RUN_LOG = "runs.jsonl"
 FIGURES_DIR = "figures"
+WRITERS_DIR = ".writers"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,3 +67,7 @@ class OutputLayout:
     @property
     def figures(self) -> Path:
         return self.root / FIGURES_DIR
+
+    @property
+    def writers(self) -> Path:
+        return self.root / WRITERS_DIR

@@ -25,6 +25,7 @@ from gradflow.sweep.devices import local_mesh
 from gradflow.sweep.environment import describe_environment
 from gradflow.sweep.job import Job
 from gradflow.sweep.layout import OutputLayout
+from gradflow.sweep.lease import WriterLease, break_leases
 from gradflow.sweep.progress import progress
 from gradflow.sweep.check import check_store, repair_store
 from gradflow.sweep.store import SweepLayout, open_store, progress_of
@@ -111,6 +112,7 @@ def run_job(
     share: tuple[int, int] = (0, 1),
     overwrite: bool = False,
     show_progress: bool = True,
+    break_lease: bool = False,
 ) -> SweepReport:
     """Fill ``out/results.zarr`` with this process's share of ``job``; resumes.
 
@@ -120,17 +122,30 @@ def run_job(
       share: ``(i, n)``: this process takes work items ``k`` with ``k % n == i``.
       overwrite: replace a store of a different config instead of refusing it.
       show_progress: progress bar on a terminal, log lines otherwise.
+      break_lease: first remove the leases of writers of other configs (their processes are gone for good).
 
+    The process holds a writer lease on ``out`` throughout (:mod:`gradflow.sweep.lease`): processes of one
+    config share the store; while one lives, a process of another config is refused, ``overwrite`` or not.
     Before any work, the store's cheap health check runs (:func:`gradflow.sweep.check.check_store`: markers,
     chunk files, coordinates, metadata) and what it finds is repaired: damaged work items are unmarked and
     recomputed with this process's share (the report's ``repaired`` says what was done).
 
     Raises:
       gradflow.sweep.store.StoreMismatchError: ``out`` holds a different config's sweep (and not ``overwrite``).
+      gradflow.sweep.lease.StoreBusyError: a live process of another config writes ``out``.
     """
     index, count = share
     if not 0 <= index < count:
         raise ValueError(f"share must be (i, n) with 0 <= i < n; got {share}")
+    if break_lease:
+        break_leases(out, keep_hash=job.config_hash())
+    with WriterLease(out, job.config_hash()):
+        return _run(job, out, (index, count), overwrite=overwrite, show_progress=show_progress)
+
+
+def _run(job: Job, out, share: tuple[int, int], *, overwrite: bool, show_progress: bool) -> SweepReport:
+    """:func:`run_job` under this process's writer lease."""
+    index, count = share
     store = open_store(out, job, environment=describe_environment(), overwrite=overwrite)
     health = check_store(out, job)
     repaired = tuple(repair_store(out, job, health)) if not health.ok else ()
