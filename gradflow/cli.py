@@ -312,11 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gradflow.config import ConfigError
     from gradflow.sweep.lease import StoreBusyError
+    from gradflow.sweep.processes import ShareError
     from gradflow.sweep.store import StoreMismatchError
 
     try:
         return args.func(args)
-    except (ConfigError, StoreMismatchError, StoreBusyError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        print(f"gradflow {args.command}: interrupted; finished work is kept (only chunks in flight are lost): run the "
+              "same command again to resume", file=sys.stderr)
+        return 130
+    except (ConfigError, StoreMismatchError, StoreBusyError, ShareError, OSError) as err:
         print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:

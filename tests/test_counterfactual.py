@@ -119,3 +119,20 @@ def test_a_setup_is_one_model_over_several_seeds(tmp_path):
     assert load_config(tmp_path / "setup.toml", command="diagnose") == dataclasses.replace(setup, source=SETUP)
     with pytest.raises(ValueError, match="diagnose_setup takes a diagnose config; got a collapse config"):
         diagnose_setup(load_config(command="collapse"))
+
+
+def test_a_loss_that_is_not_finite_is_not_a_plateau_that_passes():
+    """A NaN loss compared with the threshold said 'ok': a training that blew up must fail the check."""
+    import numpy as np
+
+    from gradflow.diagnose.checks import THRESHOLDS, RemedyOutcome
+    from gradflow.diagnose.counterfactual import loss_plateau
+
+    def outcome(loss):
+        z = np.zeros(2)
+        return RemedyOutcome("as given", z, z, z, z, np.asarray(loss, float), np.zeros((2, 1)))
+
+    for loss in ([[np.nan] * 10 + [0.5] * 10] * 2, [[0.7] * 10 + [np.nan] * 10] * 2, [[np.inf] * 20] * 2):
+        check = loss_plateau(outcome(loss), t=THRESHOLDS)
+        assert check["status"] == "fail" and check["relative_improvement"] == -np.inf, check
+    assert loss_plateau(outcome([[0.7] * 10 + [0.1] * 10] * 2), t=THRESHOLDS)["status"] == "ok"

@@ -175,3 +175,139 @@ def test_malformed_files_exit_2_naming_the_key(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["diagnose", "--weights", weights, "--data", data, "--threshold", "x"])
     assert exit_info.value.code == 2 and "--threshold must be NAME=NUMBER; got 'x'" in capsys.readouterr().err
+
+
+def test_a_zero_jacobian_is_vanishing_not_exploding():
+    """Dead relu units: dh_T/dh_t is exactly zero, the lag profile -inf: vanishing fails, exploding is ok."""
+    d = diagnose_model(_model(bias=(0.0, 1.0, -20.0, 0.0), activation="relu"), TASK)
+    assert np.all(np.isneginf(d.evidence.lag_profile))
+    vanishing, exploding = d.checks["vanishing_gradients"], d.checks["exploding_gradients"]
+    assert vanishing["status"] == "fail" and "exactly zero" in vanishing["note"]
+    assert exploding["status"] == "ok" and exploding["max_log10_norm"] == -np.inf
+    assert "vanishing_gradients" in d.likely_causes and "exploding_gradients" not in d.likely_causes
+
+
+@pytest.mark.parametrize(
+    ("profile", "vanishing", "exploding", "note"),
+    [
+        ([-1.0, -3.0, -np.inf], "fail", "ok", "exactly zero"),
+        ([1.0, 7.0, np.inf], "ok", "fail", "non-finite"),
+        ([1.0, np.nan, 2.0], "ok", "fail", "non-finite"),
+        ([1.0, 2.0, np.nan], "warn", "fail", "not judged"),
+    ],
+)
+def test_non_finite_lag_profiles_are_judged_by_what_they_mean(profile, vanishing, exploding, note):
+    from gradflow.diagnose.checks import THRESHOLDS, check_gradients
+
+    v, e = check_gradients(np.array(profile, np.float32), t=THRESHOLDS)
+    assert (v["status"], e["status"]) == (vanishing, exploding)
+    assert note in v.get("note", "") + e.get("note", "")
+
+
+def test_non_finite_or_constant_outputs_are_not_called_collapsed():
+    from gradflow.diagnose.checks import THRESHOLDS, check_output_collapse
+
+    model = _model(output="linear")
+    y = TASK.X[:, 0, 0] + 0.5
+    task = task_from_arrays({"X": TASK.X, "y": y}, name="sum")
+    logits = np.full((TASK.n, 1), np.nan, np.float32)
+    c = check_output_collapse(model, task, logits, logits[:, 0], t=THRESHOLDS)
+    assert c["status"] == "warn" and "not judged" in c["note"] and "200 of 200 predictions" in c["note"]
+    constant = task_from_arrays({"X": TASK.X, "y": np.ones(TASK.n)}, name="constant")
+    zeros = np.zeros((TASK.n, 1), np.float32)
+    c = check_output_collapse(model.replace(head=model.head.replace(output="sigmoid")), constant, zeros, zeros[:, 0],
+                              t=THRESHOLDS)
+    assert c["status"] == "warn" and "every target is the same" in c["note"]
+
+
+def test_labels_shaped_n_by_1_give_the_same_verdict_as_labels_shaped_n():
+    flat = diagnose_model(_model(), TASK)
+    column = diagnose_model(_model(), task_from_arrays({"X": TASK.X, "y": TASK.y[:, None]}, name="column"))
+    assert column.checks["data_variability"]["kind"] == "binary"
+    assert column.to_json() == flat.to_json()
+
+
+def test_a_head_that_does_not_fit_the_targets_is_refused():
+    with pytest.raises(ValueError, match=r"a softmax head needs at least 2 outputs; this head has 1"):
+        diagnose_model(_model(output="softmax"), TASK)
+    regression = task_from_arrays({"X": TASK.X, "y": 3 * TASK.X[:, 0, 0]}, name="sum")
+    with pytest.raises(ValueError, match=r"a sigmoid head takes targets in \[0, 1\]; y \(regression\) spans"):
+        diagnose_model(_model(output="sigmoid"), regression)
+    model = _model()
+    wide = model.replace(head=Head(np.zeros((H, 3), np.float32), np.zeros(3, np.float32), "softmax"))
+    soft = task_from_arrays({"X": TASK.X, "y": np.full((TASK.n, 3), 0.5)}, name="soft")
+    with pytest.raises(ValueError, match=r"a softmax head takes rows of class probabilities"):
+        diagnose_model(wide, soft)
+    with pytest.raises(ValueError, match=r"the head has 3 outputs but y has 1 \(y shape \(200,\)\); give y as one-hot rows \(N, k\)"):
+        diagnose_model(wide, TASK)
+    with pytest.raises(ValueError, match=r"diagnose needs at least 2 sequences to measure a spread; the data has 1"):
+        diagnose_model(model, task_from_arrays({"X": TASK.X[:1], "y": TASK.y[:1]}, name="one"))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.1, True])
+def test_thresholds_must_be_finite_and_in_range(value):
+    with pytest.raises(ValueError, match=r"threshold collapse_spread must be a finite number >= 0"):
+        diagnose_model(_model(), TASK, thresholds={"collapse_spread": value})
+
+
+def test_threshold_ranges_are_checked():
+    from gradflow.diagnose.checks import check_thresholds
+
+    with pytest.raises(ValueError, match=r"threshold saturation must be a fraction in \[0, 1\]; got 1.5"):
+        check_thresholds({"saturation": 1.5})
+    assert check_thresholds({"saturation": 1})["saturation"] == 1.0
+
+
+def test_the_command_line_refuses_what_diagnose_cannot_judge(tmp_path, capsys):
+    weights, data = _write(tmp_path, _model(), TASK)
+    for text in ("collapse_spread=nan", "collapse_spread=inf", "collapse_spread=-inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["diagnose", "--weights", weights, "--data", data, "--threshold", text])
+        assert exit_info.value.code == 2
+        assert f"--threshold {text}: the value must be a finite number" in capsys.readouterr().err
+    assert main(["diagnose", "--weights", weights, "--data", data, "--head", "softmax"]) == 2
+    assert "a softmax head needs at least 2 outputs; this head has 1" in capsys.readouterr().err
+    assert main(["diagnose", "--weights", weights, "--data", data, "--threshold", "saturation=2"]) == 2
+    assert "threshold saturation must be a fraction in [0, 1]; got 2" in capsys.readouterr().err
+    p = _model().layers[0].params
+    np.savez(tmp_path / "headless.npz", kernel=p.W, recurrent_kernel=p.U, bias=p.b)
+    assert main(["diagnose", "--weights", str(tmp_path / "headless.npz"), "--data", data, "--head", "sigmoid"]) == 2
+    assert "--head sigmoid given but the weights have no head" in capsys.readouterr().err
+    np.savez(tmp_path / "complex.npz", X=TASK.X.astype(np.complex64), y=TASK.y)
+    assert main(["diagnose", "--weights", weights, "--data", str(tmp_path / "complex.npz")]) == 2
+    assert "X must be real numbers (N, T, D); got dtype complex64" in capsys.readouterr().err
+    np.savez(tmp_path / "fc.npz", kernel=p.W, recurrent_kernel=p.U, bias=p.b, **{"fc.weight": np.zeros((1, H))})
+    assert main(["diagnose", "--weights", str(tmp_path / "fc.npz"), "--data", data]) == 2
+    assert "unknown key(s) ['fc.weight']" in capsys.readouterr().err
+
+
+def test_non_finite_gates_are_not_counted_as_unsaturated_silently():
+    from gradflow.diagnose.checks import THRESHOLDS, GateStatistics, check_saturation
+
+    values = {g: np.full((2, 3, H), 0.5, np.float32) for g in ("input", "forget", "cell", "output")}
+    values["forget"][0, 0, :2] = np.nan
+    stats = GateStatistics(per_step={g: np.zeros(3) for g in values}, values=values, max_abs_h=np.ones(H))
+    c = check_saturation(stats, t=THRESHOLDS)
+    assert c["status"] == "warn" and c["note"].startswith("2 of 192 gate values are non-finite")
+    values["forget"][:] = 0.5
+    assert check_saturation(stats, t=THRESHOLDS)["status"] == "ok"
+
+
+@pytest.mark.parametrize("output", ["linear", "sigmoid"])
+def test_the_loss_ratio_is_against_the_best_constant_of_the_heads_own_loss(output):
+    """0/1 labels judged with a linear head: MSE against the labels' variance, not against their entropy."""
+    from gradflow.collapse.metrics import constant_loss
+    from gradflow.diagnose.checks import best_constant_loss
+
+    d = diagnose_model(_model(output=output), TASK)
+    pred = d.evidence.predictions.astype(np.float64)
+    if output == "linear":
+        want = np.mean((pred - TASK.y) ** 2) / TASK.y.var()
+    else:
+        p = np.clip(pred, 1e-7, 1 - 1e-7)
+        want = -np.mean(TASK.y * np.log(p) + (1 - TASK.y) * np.log(1 - p)) / constant_loss("binary", TASK.y)
+    assert d.checks["output_collapse"]["loss_ratio_to_best_constant"] == pytest.approx(want, rel=1e-4)
+    for kind, out in (("binary", "sigmoid"), ("regression", "linear")):
+        assert best_constant_loss(out, TASK.y) == pytest.approx(constant_loss(kind, TASK.y))
+    onehot = np.eye(3)[np.arange(12) % 3]
+    assert best_constant_loss("softmax", onehot) == pytest.approx(constant_loss("multiclass", onehot)) == pytest.approx(np.log(3))

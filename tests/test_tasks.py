@@ -62,7 +62,7 @@ def test_a_user_npz_loads_with_its_kind(tmp_path):
         ({"X": np.zeros((3, 4, 2)), "y": np.zeros((3, 2, 1))}, r"y must have shape \(3,\) or \(3, k\)"),
         ({"X": np.full((3, 4, 2), np.nan), "y": np.zeros(3)}, r"X holds 24 non-finite values \(first at index \(0, 0, 0\)\)"),
         ({"X": np.zeros((3, 4, 2)), "y": np.array([0, np.inf, 1])}, r"y holds 1 non-finite values \(first at index \(1,\)\)"),
-        ({"X": np.array([[["a"]]]), "y": np.zeros(1)}, r"X must be numeric \(N, T, D\); got dtype <U1"),
+        ({"X": np.array([[["a"]]]), "y": np.zeros(1)}, r"X must be real numbers \(N, T, D\); got dtype <U1"),
     ],
 )
 def test_malformed_user_data_names_the_key_and_the_expected_shape(tmp_path, arrays, message):
@@ -92,3 +92,30 @@ def test_split_is_disjoint_and_complete():
     for bad in ({"n": 0}, {"n": 5, "seq_len": 0}):
         with pytest.raises(ValueError, match="must be a positive integer"):
             seed_task(**bad)
+
+
+def test_labels_shaped_n_by_1_are_squeezed_and_keep_their_kind():
+    X = np.random.default_rng(0).normal(size=(6, 3, 2))
+    labels = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    for y, kind in ((labels, "binary"), (labels + 0.5, "regression")):
+        column = task_from_arrays({"X": X, "y": y[:, None]}, name="c")
+        flat = task_from_arrays({"X": X, "y": y}, name="f")
+        assert column.kind == flat.kind == kind and column.y.shape == (6,) and column.output_size == 1
+        np.testing.assert_array_equal(column.y, flat.y)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"X": np.zeros((3, 4, 2), np.complex64), "y": np.zeros(3)}, r"X must be real numbers \(N, T, D\); got dtype complex64"),
+        ({"X": np.zeros((3, 4, 2)), "y": np.zeros(3, np.complex128)}, r"y must be real numbers \(N,\) or \(N, k\); got dtype complex128"),
+        ({"X": np.zeros((3, 4, 2), bool), "y": np.zeros(3)}, r"X must be real numbers \(N, T, D\); got dtype bool"),
+        ({"X": np.zeros((3, 4, 2)), "y": np.array(["a", "b", "c"])}, r"y must be real numbers \(N,\) or \(N, k\); got dtype <U1"),
+        ({"X": np.full((3, 4, 2), 1e300), "y": np.zeros(3)}, r"X holds 24 values beyond the float32 range"),
+        ({"X": np.zeros((0, 4, 2)), "y": np.zeros(0)}, r"X must have shape \(N, T, D\) with N, T, D >= 1; got shape \(0, 4, 2\)"),
+        ({"X": np.zeros((3, 0, 2)), "y": np.zeros(3)}, r"X must have shape \(N, T, D\) with N, T, D >= 1; got shape \(3, 0, 2\)"),
+    ],
+)
+def test_complex_and_other_non_real_data_is_refused_naming_the_key(arrays, message):
+    with pytest.raises(ValueError, match=message):
+        task_from_arrays(arrays, name="bad")

@@ -101,3 +101,39 @@ def test_missing_pytorch_keys_and_files():
         model_from_arrays({"weight_ih_l0": np.zeros((16, 3)), "weight_hh_l0": np.zeros((16, 4)), "bias_ih_l0": np.zeros(16)})
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model("/nonexistent/w.npz")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"fc.weight": np.zeros((1, H)), "fc.bias": np.zeros(1)}, r"unknown key\(s\) \['fc.bias', 'fc.weight'\]"),
+        ({"dense_kernel": np.zeros((H, 1))}, r"unknown key\(s\) \['dense_kernel'\]; understood"),
+        ({"weight_ih_l0": np.zeros((4 * H, D))}, r"both Keras keys \['bias', 'kernel', 'recurrent_kernel'\] and PyTorch keys \['weight_ih_l0'\]"),
+    ],
+)
+def test_unknown_or_mixed_keys_are_refused_naming_them(extra, message):
+    arrays = {**_keras(np.random.default_rng(3)), **extra}
+    with pytest.raises(ValueError, match=message):
+        model_from_arrays(arrays)
+
+
+def test_pytorch_keys_beyond_the_stack_read_are_refused():
+    rng = np.random.default_rng(4)
+    gap = {**_torch_layer(rng, D, "_l0"), **_torch_layer(rng, H, "_l2")}  # no l1: l2 would be ignored
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['bias_hh_l2', 'bias_ih_l2', 'weight_hh_l2', 'weight_ih_l2'\]"):
+        model_from_arrays(gap)
+    with pytest.raises(ValueError, match=r"PyTorch nn.LSTM names .* A PyTorch head \(fc.weight, fc.bias\) is not read: store it as head_kernel = fc.weight.T"):
+        model_from_arrays({**_torch_layer(rng, D, "_l0"), "fc.weight": np.zeros((1, H))})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("kernel", np.zeros((D, 4 * H), np.complex64), r"kernel must be real numbers \(D, 4H\); got dtype complex64"),
+        ("head_kernel", np.full((H, 1), 1e300), r"head_kernel holds 4 values beyond the float32 range"),
+    ],
+)
+def test_complex_or_out_of_range_weights_are_refused(key, value, message):
+    arrays = {**_keras(np.random.default_rng(5)), key: value}
+    with pytest.raises(ValueError, match=message):
+        model_from_arrays(arrays)

@@ -110,7 +110,8 @@ def load_task(path: str | Path, *, name: str | None = None, lag: int | None = No
     """User data: an ``.npz`` with ``X`` (N, T, D) and ``y`` (N,) or (N, k), validated.
 
     The kind is inferred: ``y`` of 0s and 1s with shape (N,) is ``binary``; one-hot rows (N, k) are
-    ``multiclass``; anything else is ``regression``.
+    ``multiclass``; anything else is ``regression``. ``y`` of shape (N, 1) is read as (N,): the kind, and
+    every verdict on the task, do not depend on that trailing axis.
 
     Raises:
       FileNotFoundError: no such file. ValueError: a missing key, a wrong shape or dtype, a non-finite
@@ -122,13 +123,19 @@ def load_task(path: str | Path, *, name: str | None = None, lag: int | None = No
 
 
 def task_from_arrays(arrays: dict, *, name: str, lag: int | None = None, where: str = "data") -> Task:
-    """A :class:`Task` from ``{"X": ..., "y": ...}``, validated as in :func:`load_task`."""
+    """A :class:`Task` from ``{"X": ..., "y": ...}``, validated as in :func:`load_task`.
+
+    ``X`` and ``y`` must hold real numbers (integer or floating dtypes: no complex, bool, object or string
+    arrays) that fit float32. ``y`` of shape (N, 1) is squeezed to (N,), so labels of 0s and 1s are
+    ``binary`` in either shape.
+    """
     for key, expected in (("X", "(N, T, D)"), ("y", "(N,) or (N, k)")):
         if key not in arrays:
             raise ValueError(f"{where}: missing key {key!r}; expected X (N, T, D) and y (N,) or (N, k); "
                              f"found {sorted(arrays)}")
-        if not np.issubdtype(np.asarray(arrays[key]).dtype, np.number) or np.asarray(arrays[key]).dtype == bool:
-            raise ValueError(f"{where}: {key} must be numeric {expected}; got dtype {np.asarray(arrays[key]).dtype}")
+        dtype = np.asarray(arrays[key]).dtype
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+            raise ValueError(f"{where}: {key} must be real numbers {expected}; got dtype {dtype}")
     X, y = np.asarray(arrays["X"]), np.asarray(arrays["y"])
     if X.ndim != 3 or min(X.shape) < 1:
         raise ValueError(f"{where}: X must have shape (N, T, D) with N, T, D >= 1; got shape {X.shape}")
@@ -140,6 +147,12 @@ def task_from_arrays(arrays: dict, *, name: str, lag: int | None = None, where: 
         if bad.any():
             raise ValueError(f"{where}: {key} holds {int(bad.sum())} non-finite values (first at index "
                              f"{tuple(int(i) for i in np.argwhere(bad)[0])})")
+        big = np.abs(a) > np.finfo(np.float32).max
+        if big.any():
+            raise ValueError(f"{where}: {key} holds {int(big.sum())} values beyond the float32 range (largest "
+                             f"magnitude {np.abs(a).max():g}; gradflow computes in float32)")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
     if y.ndim == 1 and np.isin(y, (0, 1)).all():
         kind = "binary"
     elif y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(1) == 1).all():

@@ -8,13 +8,15 @@ Keras: ``kernel`` (D, 4H), ``recurrent_kernel`` (H, 4H), ``bias`` (4H,), gates i
 for levels ``l1``, ``l2`` ..., and a bidirectional one the backward layer of each level under the suffix
 ``_reverse``; each level's ``weight_ih`` takes the width of the level below (H, or 2H below a bidirectional
 level). Either layout may carry a dense output head ``head_kernel`` (F, k) and ``head_bias`` (k,) on the top
-level's final state (F = H, or 2H when the top level is bidirectional).
+level's final state (F = H, or 2H when the top level is bidirectional). Any other key (a PyTorch head ``fc.weight``,
+a level that does not follow the levels read), and keys of both layouts in one file, are errors, never ignored.
 
 What a file does not say (the activations, the head's output function) is given by the caller.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,8 @@ from gradflow.lstm.model import Bidirectional, Head, Layer, Level, Model
 
 KERAS_KEYS = ("kernel", "recurrent_kernel", "bias")
 TORCH_KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+TORCH_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+HEAD_KEYS = ("head_kernel", "head_bias")
 LAYOUTS = ("keras", "pytorch")
 
 
@@ -32,12 +36,16 @@ def _array(arrays: dict, key: str, shape: tuple, where: str, expected: str) -> n
     if key not in arrays:
         raise ValueError(f"{where}: missing key {key!r}, expected {expected}; found {sorted(arrays)}")
     a = np.asarray(arrays[key])
-    if not np.issubdtype(a.dtype, np.number) or a.dtype == bool:
-        raise ValueError(f"{where}: {key} must be numeric {expected}; got dtype {a.dtype}")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"{where}: {key} must be real numbers {expected}; got dtype {a.dtype}")
     if a.shape != shape:
         raise ValueError(f"{where}: {key} must have shape {expected} = {shape}; got {a.shape}")
     if not np.isfinite(a).all():
         raise ValueError(f"{where}: {key} holds {int((~np.isfinite(a)).sum())} non-finite values")
+    big = np.abs(a) > np.finfo(np.float32).max
+    if big.any():
+        raise ValueError(f"{where}: {key} holds {int(big.sum())} values beyond the float32 range (largest "
+                         f"magnitude {np.abs(a).max():g}; gradflow computes in float32)")
     return a.astype(np.float32)
 
 
@@ -59,11 +67,21 @@ def _lstm_arrays(arrays: dict, where: str, *, recurrent: str, kernel: str, biase
     return (W.T, U.T, b) if transposed else (W, U, b)
 
 
+def _is_torch_key(key: str) -> bool:
+    return re.fullmatch(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l\d+(_reverse)?", key) is not None
+
+
 def weights_layout(arrays: dict, *, where: str = "weights") -> str:
-    """The layout of named weight arrays, one of :data:`LAYOUTS`; ValueError if neither layout's keys are there."""
-    if "kernel" in arrays or "recurrent_kernel" in arrays:
+    """The layout of named weight arrays, one of :data:`LAYOUTS`; ValueError if neither layout's keys are there,
+    or if both are."""
+    keras = sorted(k for k in arrays if k in KERAS_KEYS)
+    torch = sorted(k for k in arrays if _is_torch_key(k))
+    if keras and torch:
+        raise ValueError(f"{where}: both Keras keys {keras} and PyTorch keys {torch}; a weight file holds one "
+                         f"layout: Keras {list(KERAS_KEYS)} or PyTorch {list(TORCH_KEYS)} (and further levels)")
+    if keras:
         return "keras"
-    if any(k in arrays for k in TORCH_KEYS):
+    if torch:
         return "pytorch"
     raise ValueError(f"{where}: no LSTM weights found; expected Keras keys {list(KERAS_KEYS)} or PyTorch keys "
                      f"{list(TORCH_KEYS)}; found {sorted(arrays)}")
@@ -110,8 +128,8 @@ def model_from_arrays(arrays: dict, *, where: str = "weights", activation: str =
       The model, float32 numpy arrays as leaves.
 
     Raises:
-      ValueError: a missing key, a wrong shape or dtype, or a non-finite value; the message names the key
-        and the expected shape.
+      ValueError: a missing key, a wrong shape or dtype, a non-finite value, a key of neither layout (a PyTorch
+        head ``fc.weight`` too), or keys of both layouts; the message names the key and what is expected.
     """
     def layer(W, U, b, direction="forward"):
         params = LSTMParams(np.ascontiguousarray(W), np.ascontiguousarray(U), b)
@@ -120,8 +138,18 @@ def model_from_arrays(arrays: dict, *, where: str = "weights", activation: str =
     if weights_layout(arrays, where=where) == "keras":
         levels = [layer(*_lstm_arrays(arrays, where, recurrent="recurrent_kernel", kernel="kernel", biases=("bias",),
                                       transposed=False))]
+        read = set(KERAS_KEYS)
     else:
         levels = _torch_levels(arrays, where, layer)
+        read = {f"{name}_l{k}{reverse}" for k, level in enumerate(levels) for name in TORCH_NAMES
+                for reverse in (("", "_reverse") if isinstance(level, Bidirectional) else ("",))}
+    unknown = sorted(set(arrays) - read - set(HEAD_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; understood: Keras {list(KERAS_KEYS)}, or PyTorch "
+                         f"nn.LSTM names weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> (suffix _reverse "
+                         f"for a backward layer) for levels l0, l1, ... in order; either with a head {list(HEAD_KEYS)} "
+                         f"(F, k), (k,). A PyTorch head (fc.weight, fc.bias) is not read: store it as "
+                         f"head_kernel = fc.weight.T and head_bias = fc.bias")
     bottom = levels[0].forward if isinstance(levels[0], Bidirectional) else levels[0]
     if bottom.input_size < 1:
         raise ValueError(f"{where}: the input kernel must have at least one input feature; got {bottom.params.W.shape}")

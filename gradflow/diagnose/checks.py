@@ -5,14 +5,20 @@ read from it. Diagnosis supports a single forward LSTM layer (with or without a 
 other stack rather than judge part of it.
 
 Each check returns a status (``ok``, ``warn``, ``fail``) with its evidence; the thresholds are
-:data:`THRESHOLDS` (override any of them). Checks (the fixed vocabulary :data:`CHECKS`):
+:data:`THRESHOLDS` (override any of them with finite numbers >= 0, fractions in [0, 1] for
+:data:`FRACTION_THRESHOLDS`; see :func:`check_thresholds`). A model and data diagnosis cannot judge (a head that
+does not fit the targets, fewer than 2 sequences, another stack than one forward LSTM layer) is a ValueError
+that says what it takes. Checks (the fixed vocabulary :data:`CHECKS`):
 
 - ``output_collapse``: standard deviation of the predictions over the inputs divided by that of the
   targets (``spread_ratio``; fail below ``collapse_spread``, warn below ``collapse_spread_warn``), with
-  the loss against the best constant predictor.
+  the loss against the best constant predictor. Not judged (``warn`` with a note) when predictions are
+  non-finite or every target is the same (a constant prediction is then right).
 - ``vanishing_gradients`` / ``exploding_gradients``: the lag profile ``log10 ||dh_T/dh_t||`` (mean over
   up to 16 input sequences): fail if it is below ``-vanishing_decades`` at lag T - 1 (the first input
   cannot be learned from), or above ``exploding_decades`` anywhere; decay rate and horizon as evidence.
+  ``-inf`` (an exactly zero Jacobian, e.g. dead relu units) is vanishing, never exploding; ``+inf`` or NaN
+  (an overflow) fails exploding, with a note (see :func:`check_gradients`).
 - ``gate_saturation``: fraction of sigmoid gate values outside [0.05, 0.95] and of ``|g| > 0.95``, per gate,
   over time and inputs; fail if a gate is saturated more than ``saturation`` of the time.
 - ``dead_units``: fraction of hidden units with ``|h_t| < 1e-6`` at every step of every input (a relu
@@ -44,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.collapse.metrics import constant_loss, target_spread
+from gradflow.collapse.metrics import target_spread
 from gradflow.flow.engine import decay_rate, horizon, lag_norms
 from gradflow.lstm.cell import lstm_gates, unroll
 from gradflow.lstm.model import Layer, Model, final_state, head_logits, head_loss, head_output
@@ -81,9 +87,36 @@ PROFILE_SEQUENCES = 16
 GATE_SEQUENCES = 256
 
 
+#: Thresholds that are fractions, in [0, 1]; every other threshold is a finite number >= 0.
+FRACTION_THRESHOLDS = ("saturation", "saturation_warn", "dead_units", "dead_units_warn", "minority_rate",
+                       "minority_rate_warn")
+
+
+def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
+    """:data:`THRESHOLDS` with ``thresholds`` overriding them, validated.
+
+    Raises:
+      ValueError: an unknown name, or a value that is not a finite number >= 0 (a fraction in [0, 1] for the
+        names in :data:`FRACTION_THRESHOLDS`); the message names the threshold.
+    """
+    given = dict(thresholds or {})
+    unknown = sorted(set(given) - set(THRESHOLDS))
+    if unknown:
+        raise ValueError(f"unknown threshold(s) {unknown}; known: {sorted(THRESHOLDS)}")
+    for name, value in given.items():
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+        if not number or not math.isfinite(value) or value < 0:
+            raise ValueError(f"threshold {name} must be a finite number >= 0; got {value!r}")
+        if name in FRACTION_THRESHOLDS and value > 1:
+            raise ValueError(f"threshold {name} must be a fraction in [0, 1]; got {value:g}")
+    return {**THRESHOLDS, **{name: float(value) for name, value in given.items()}}
+
+
 def _status(value: float, fail: float, warn: float, *, below: bool) -> str:
-    if not np.isfinite(value):
-        return "fail"
+    """``ok``, ``warn`` or ``fail`` for ``value`` against its thresholds; infinities compare as the extremes they
+    are. NaN cannot be judged: the caller handles it before (ValueError here, never a silent verdict)."""
+    if math.isnan(value):
+        raise ValueError("a NaN cannot be judged against a threshold")
     if below:
         return "fail" if value < fail else "warn" if value < warn else "ok"
     return "fail" if value > fail else "warn" if value > warn else "ok"
@@ -116,6 +149,28 @@ def predict(model: Model, X: np.ndarray) -> np.ndarray:
     return _outputs(model, X)[1]
 
 
+def best_constant_loss(output: str, y: np.ndarray) -> float:
+    r"""The loss (:func:`gradflow.lstm.model.head_loss` of a head with output function ``output``) of the best
+    constant prediction of ``y`` (N,) or (N, k): the head's own loss, whatever kind the labels are.
+
+    With :math:`\bar y` the mean target per output: sigmoid :math:`-\bar y \log \bar y - (1 - \bar y) \log(1 - \bar y)`
+    averaged over outputs, softmax :math:`-\sum_j \bar y_j \log \bar y_j`, linear the variance averaged over outputs.
+
+    Example:
+      >>> round(best_constant_loss("sigmoid", np.array([0.0, 1.0, 1.0, 0.0])), 4)  # log 2
+      0.6931
+    """
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    mean = y.mean(0)
+    if output == "sigmoid":
+        p = np.clip(mean, 1e-12, 1 - 1e-12)
+        return float(np.mean(-(p * np.log(p) + (1 - p) * np.log(1 - p))))
+    if output == "softmax":
+        p = np.clip(mean, 1e-12, 1)
+        return float(-(mean * np.log(p)).sum())
+    return float(np.mean(y.var(0)))
+
+
 def check_output_collapse(model: Model, task: Task, logits: np.ndarray | None, pred: np.ndarray, *, t) -> dict:
     """Spread of ``pred`` (the model's predictions for ``task.X``, see :func:`predict`) against the targets, and
     the loss of ``logits`` (:func:`gradflow.lstm.model.head_loss`) against the best constant predictor's."""
@@ -129,10 +184,19 @@ def check_output_collapse(model: Model, task: Task, logits: np.ndarray | None, p
         ratio = spread / max(target_spread(task.y), 1e-12)
         note = "standard deviation of the predictions over inputs / that of the targets"
         loss = float(head_loss(model.head.output, jnp.asarray(logits), jnp.asarray(task.y)))
-        loss_ratio = loss / max(constant_loss(task.kind, task.y), 1e-12)
+        loss_ratio = loss / max(best_constant_loss(model.head.output, task.y), 1e-12)
+    bad = int(np.sum(~np.isfinite(flat).all(axis=1)))
+    if bad:  # a spread of overflowing outputs is no measure of collapse
+        status = "warn"
+        note = (f"not judged: {bad} of {len(flat)} predictions are non-finite (the forward pass overflows; see "
+                f"exploding_gradients)")
+    elif model.head is not None and target_spread(task.y) == 0:  # a constant predictor is right: nothing to judge
+        status = "warn"
+        note = "not judged: every target is the same, so a constant prediction is correct (see data_variability)"
+    else:
+        status = _status(ratio, t["collapse_spread"], t["collapse_spread_warn"], below=True)
     return {
-        "status": _status(ratio, t["collapse_spread"], t["collapse_spread_warn"], below=True),
-        "spread_ratio": ratio, "prediction_std": spread, "prediction_mean": float(np.mean(flat)),
+        "status": status, "spread_ratio": ratio, "prediction_std": spread, "prediction_mean": float(np.mean(flat)),
         "loss_ratio_to_best_constant": loss_ratio, "note": note,
     }
 
@@ -148,20 +212,42 @@ def lag_profile(model: Model, X: np.ndarray) -> np.ndarray:
 
 
 def check_gradients(profile: np.ndarray, *, t) -> tuple[dict, dict]:
+    """The vanishing and exploding checks of a lag profile ``log10 ||dh_T/dh_{T-k}||`` (T,), by what its values mean.
+
+    ``-inf`` is an exactly zero Jacobian (no gradient at all: vanishing, never exploding); ``+inf`` an overflowing
+    norm (exploding); NaN an overflow inside the Jacobian or the forward pass: exploding fails, and where lag T - 1
+    is NaN the vanishing check is not judged (``warn`` with a note).
+    """
     T = profile.shape[0]
     at_first = float(profile[-1])
     rate = float(decay_rate(jnp.asarray(profile)))
     reach = float(horizon(jnp.asarray(profile), decades=t["vanishing_decades"]))
     vanishing = {
-        "status": _status(at_first, -t["vanishing_decades"], -t["vanishing_decades_warn"], below=True),
-        "log10_norm_at_lag_T_minus_1": at_first, "decay_rate_decades_per_step": rate,
+        "status": "", "log10_norm_at_lag_T_minus_1": at_first, "decay_rate_decades_per_step": rate,
         "horizon_steps": reach if math.isfinite(reach) else "beyond T", "seq_len": T,
     }
-    peak = float(np.max(profile))
+    if math.isnan(at_first):
+        vanishing.update(status="warn", note="not judged: the lag profile is NaN at lag T - 1 (an overflow; see "
+                                             "exploding_gradients)")
+    else:
+        vanishing["status"] = _status(at_first, -t["vanishing_decades"], -t["vanishing_decades_warn"], below=True)
+        zero = np.flatnonzero(np.isneginf(profile))
+        if zero.size:
+            vanishing["note"] = (f"the Jacobian dh_T/dh_(T-k) is exactly zero (log10 norm -inf, for at least one "
+                                 f"profiled input) from lag {zero[0] + 1}: no gradient reaches those steps")
+    nan = np.isnan(profile)
+    peak = float(np.max(profile[~nan])) if not nan.all() else float("nan")
     exploding = {
-        "status": _status(peak, t["exploding_decades"], t["exploding_decades"] / 2, below=False),
-        "max_log10_norm": peak, "lag_of_max": int(np.argmax(profile)) + 1, "decay_rate_decades_per_step": rate,
+        "status": "", "max_log10_norm": peak, "lag_of_max": int(np.argmax(np.where(nan, -np.inf, profile))) + 1,
+        "decay_rate_decades_per_step": rate,
     }
+    if nan.any() or np.isposinf(peak):
+        exploding.update(status="fail", note=f"non-finite lag norms: {int(nan.sum())} NaN and "
+                                             f"{int(np.isposinf(profile).sum())} +inf of {T} lags (an overflow)")
+    else:
+        exploding["status"] = _status(peak, t["exploding_decades"], t["exploding_decades"] / 2, below=False)
+        if np.isneginf(peak):
+            exploding["note"] = "the Jacobian is exactly zero at every lag: nothing to explode"
     return vanishing, exploding
 
 
@@ -200,9 +286,16 @@ def gate_statistics(model: Model, X: np.ndarray) -> GateStatistics:
 def check_saturation(stats: GateStatistics, *, t) -> dict:
     fractions = {g: float(np.mean(v)) for g, v in stats.per_step.items()}
     worst = max(fractions, key=fractions.get)
-    return {"status": _status(fractions[worst], t["saturation"], t["saturation_warn"], below=False),
-            "fraction_saturated": fractions, "most_saturated_gate": worst,
-            "bounds": "sigmoid gates outside [0.05, 0.95]; |g| > 0.95"}
+    out = {"status": _status(fractions[worst], t["saturation"], t["saturation_warn"], below=False),
+           "fraction_saturated": fractions, "most_saturated_gate": worst,
+           "bounds": "sigmoid gates outside [0.05, 0.95]; |g| > 0.95"}
+    bad = sum(int(np.sum(~np.isfinite(v))) for v in stats.values.values())
+    if bad:  # NaN gates count as unsaturated in the fractions: say so, and never call it ok
+        total = sum(v.size for v in stats.values.values())
+        out.update(status="fail" if out["status"] == "fail" else "warn",
+                   note=f"{bad} of {total} gate values are non-finite (the forward pass overflows) and are not "
+                        f"counted as saturated")
+    return out
 
 
 def check_dead_units(stats: GateStatistics, *, t) -> dict:
@@ -347,6 +440,26 @@ def likely_causes(checks: Mapping[str, dict]) -> list[str]:
     return list(dict.fromkeys(causes))
 
 
+def check_head_fits(output: str, width: int, task: Task) -> None:
+    """ValueError, naming the head and the targets, unless a head with output function ``output`` and ``width``
+    outputs can be judged against ``task.y``: the widths agree, softmax has >= 2 outputs and targets that are rows
+    of class probabilities, sigmoid has targets in [0, 1]; a linear head takes any targets."""
+    if output == "softmax" and width < 2:
+        raise ValueError(f"a softmax head needs at least 2 outputs; this head has {width} (the softmax of one logit "
+                         f"is always 1): use a sigmoid head for 0/1 labels y (N,), or a linear one for regression")
+    if width != task.output_size:
+        hint = "; give y as one-hot rows (N, k) for a softmax head" if task.kind == "binary" and width > 1 else ""
+        raise ValueError(f"the head has {width} outputs but y has {task.output_size} (y shape {task.y.shape}){hint}")
+    y = task.y
+    if output == "sigmoid" and (y.min() < 0 or y.max() > 1):
+        raise ValueError(f"a sigmoid head takes targets in [0, 1]; y ({task.kind}) spans [{y.min():g}, {y.max():g}]: "
+                         f"use a linear head for regression targets")
+    if output == "softmax" and (y.min() < 0 or not np.allclose(y.sum(1), 1, atol=1e-5)):
+        raise ValueError(f"a softmax head takes rows of class probabilities (>= 0, summing to 1, e.g. one-hot); "
+                         f"y ({task.kind}, shape {y.shape}) has rows summing to [{y.sum(1).min():g}, "
+                         f"{y.sum(1).max():g}] and values from {y.min():g}: use a linear head for regression targets")
+
+
 def diagnose_model(model: Model, task: Task, *, thresholds: Mapping[str, float] | None = None) -> Diagnosis:
     """Run every static check on ``model`` with the data of ``task``.
 
@@ -357,20 +470,21 @@ def diagnose_model(model: Model, task: Task, *, thresholds: Mapping[str, float] 
       thresholds: overrides of :data:`THRESHOLDS`.
 
     Raises:
-      ValueError: an unknown threshold, a model diagnosis does not support, or a model whose input or head
-        width does not fit the data.
+      ValueError: an unknown or out-of-range threshold (:func:`check_thresholds`), a model diagnosis does not
+        support, fewer than 2 sequences, a model whose input or head width does not fit the data, or a head whose
+        output function does not fit the targets (softmax needs >= 2 outputs and rows of class probabilities,
+        sigmoid targets in [0, 1]).
     """
-    t = {**THRESHOLDS, **(thresholds or {})}
-    unknown = sorted(set(thresholds or {}) - set(THRESHOLDS))
-    if unknown:
-        raise ValueError(f"unknown threshold(s) {unknown}; known: {sorted(THRESHOLDS)}")
+    t = check_thresholds(thresholds)
     diagnosed_layer(model)  # refuses a model diagnose cannot judge, before any work
+    if task.n < 2:
+        raise ValueError(f"diagnose needs at least 2 sequences to measure a spread; the data has {task.n} "
+                         f"(X shape {task.X.shape})")
     if model.input_size != task.input_size:
         raise ValueError(f"the weights take {model.input_size} input features but the data X has "
                          f"{task.input_size} (X shape {task.X.shape})")
-    if model.head is not None and model.output_size != task.output_size:
-        raise ValueError(f"the head has {model.output_size} outputs but y has {task.output_size} "
-                         f"(y shape {task.y.shape})")
+    if model.head is not None:
+        check_head_fits(model.head.output, model.output_size, task)
     with jax.numpy_dtype_promotion("standard"):
         profile = lag_profile(model, task.X)
         stats = gate_statistics(model, task.X)

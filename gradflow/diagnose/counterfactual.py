@@ -36,6 +36,7 @@ from the setup's.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -142,8 +143,12 @@ def loss_plateau(outcome: RemedyOutcome, *, t) -> dict:
     """Relative improvement of the training loss, last tenth of the steps against the first (mean over seeds)."""
     loss = outcome.train_loss
     k = max(1, loss.shape[1] // 10)
-    first, last = np.nanmean(loss[:, :k]), np.nanmean(loss[:, -k:])
-    improvement = float((first - last) / max(abs(first), 1e-12)) if np.isfinite(last) else float("-inf")
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):  # a non-finite loss is data (a blow-up)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        first, last = np.nanmean(loss[:, :k]), np.nanmean(loss[:, -k:])
+        improvement = float((first - last) / max(abs(first), 1e-12))
+    if not np.isfinite(improvement):  # a NaN or infinite loss: the training blew up, it did not improve
+        improvement = float("-inf")
     return {"status": "fail" if improvement < t["plateau_improvement"] else "ok",
             "relative_improvement": improvement, "first_tenth_loss": float(first), "last_tenth_loss": float(last)}
 

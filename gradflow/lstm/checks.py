@@ -6,6 +6,8 @@ arrays, because inside traced code a non-finite value is data, not an error.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -87,8 +89,15 @@ def read_npz(path, *, what: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the {what} file is empty (0 bytes); expected an .npz archive of named arrays")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
+        with open(path, "rb") as file:  # closed here even when numpy fails half-way through an archive
+            loaded = np.load(file, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError(f"{path}: a single array of shape {np.shape(loaded)}, not an .npz archive of named "
+                                 f"arrays; save the {what} with numpy.savez(path, NAME=array, ...)")
+            with loaded as z:
+                return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise ValueError(f"{path}: not a readable .npz file ({err})") from None

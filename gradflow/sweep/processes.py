@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import re
 
+
+class ShareError(ValueError):
+    """This process's share of a sweep cannot be worked out (a malformed option, variable or cluster)."""
+
 #: SLURM job-array variables: the task's id, the array's first id and its number of tasks.
 SLURM_VARS = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
 
@@ -23,7 +27,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     """
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match or not int(match[1]) < int(match[2]):
-        raise ValueError(f"--shard must be i/n with 0 <= i < n (for example 0/4); got {text!r}")
+        raise ShareError(f"--shard must be i/n with 0 <= i < n (for example 0/4); got {text!r}")
     return int(match[1]), int(match[2])
 
 
@@ -34,14 +38,14 @@ def slurm_shard(environ=os.environ) -> tuple[int, int] | None:
     try:
         task, first, count = (int(environ.get(k, "0")) for k in SLURM_VARS)
     except ValueError:
-        raise ValueError(f"SLURM array variables {SLURM_VARS} must be integers; got "
+        raise ShareError(f"SLURM array variables {SLURM_VARS} must be integers; got "
                          f"{[environ.get(k) for k in SLURM_VARS]}") from None
     last = environ.get("SLURM_ARRAY_TASK_MAX")
     if last is not None and last.isdigit() and int(last) - first + 1 != count:
-        raise ValueError(f"SLURM array {first}-{last} has {count} tasks: gradflow needs a contiguous array without "
+        raise ShareError(f"SLURM array {first}-{last} has {count} tasks: gradflow needs a contiguous array without "
                          "a step (for example --array=0-7)")
     if not 0 <= task - first < count:
-        raise ValueError(f"SLURM_ARRAY_TASK_ID={task} is outside the array [{first}, {first + count}); "
+        raise ShareError(f"SLURM_ARRAY_TASK_ID={task} is outside the array [{first}, {first + count}); "
                          "gradflow needs a contiguous array (for example --array=0-7)")
     return task - first, count
 
@@ -59,4 +63,8 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None, p
     """Join a ``jax.distributed`` job; with no arguments JAX reads them from the cluster (SLURM, TPU pods...)."""
     import jax
 
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    except (ValueError, RuntimeError) as err:
+        raise ShareError(f"--distributed could not join a jax.distributed job ({err}); give --coordinator HOST:PORT "
+                         "--num-processes N --process-id I, or run where JAX finds them (SLURM, TPU pods)") from None
