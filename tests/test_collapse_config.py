@@ -1,8 +1,11 @@
 """Collapse configs: the embedded example, every setting's validation, npz tasks, steps or epochs."""
 
+import math
+
 import numpy as np
 import pytest
 
+from gradflow.collapse.job import CollapseSpecs, collapse_job
 from gradflow.config import DEFAULT_COLLAPSE_CONFIG, ConfigError, load_config, parse_config
 
 BASE = """\
@@ -126,3 +129,49 @@ def _write(tmp_path, text):
     path = tmp_path / "other.toml"
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("steps", ["steps = 20", "epochs = 4"])
+def test_the_store_estimate_is_the_bytes_of_every_stored_variable(steps):
+    cfg = _parse(BASE.replace("steps = 20", steps).replace("seed = [0]", "seed = [0, 1, 2]"))
+    job = collapse_job(cfg)
+    per_variant = sum(v.dtype.itemsize * math.prod(len(job.extra_coords[d]) for d in v.extra_dims)
+                      for v in job.variables.values())
+    assert cfg.n_variants() == (6, 2)
+    assert cfg.store_bytes() == 6 * 2 * per_variant
+
+
+def test_sizes_are_checked_before_any_work():
+    many = BASE.replace("forget_bias = [-2.0, 2.0]", "forget_bias = {start = -3.0, stop = 3.0, num = 100000}").replace(
+        "seed = [0]", "seed = {start = 0, stop = 99, num = 100}")
+    with pytest.raises(ConfigError, match=r"^\[grid\]: the collapse map has 10,000,000 variants x 2 shape combinations "
+                                          r"= 20,000,000 variants, more than the 10,000,000 one config may hold; its "
+                                          r"store would hold about [0-9.]+ GiB"):
+        _parse(many)
+    explicit = _parse(BASE.replace("hidden_size = 4", "hidden_size = 2048") + "\n[analysis]\nchunk_size = 64\n")
+    with pytest.raises(ConfigError, match=r"^\[analysis\]\.chunk_size = 64: training 64 variants of TrainSpec\(.*\) needs "
+                                          r"about [0-9.]+ GiB, more than the memory budget of 2\.0 GiB "
+                                          r"\(\[analysis\]\.memory_budget_mb = 2048\); lower chunk_size"):
+        CollapseSpecs(explicit).work_chunk_size()
+    one = _parse(BASE.replace("hidden_size = 4", "hidden_size = 2048") + "\n[analysis]\nmemory_budget_mb = 1\n")
+    with pytest.raises(ConfigError, match=r"^\[analysis\]\.memory_budget_mb: training one variant of .* needs about "
+                                          r"[0-9.]+ MiB, more than the memory budget of 1\.0 MiB"):
+        CollapseSpecs(one).work_chunk_size()
+    small = _parse(BASE + "\n[analysis]\nchunk_size = 5\n")
+    assert CollapseSpecs(small).work_chunk_size() == 5
+    data = BASE.replace("n = 40", "n = 1000000").replace("seq_len = [3, 6]", "seq_len = [3, 1000]")
+    with pytest.raises(ConfigError, match=r"^\[data\]: 1,000,000 sequences of 1,000 steps x 1 feature take 3\.7 GiB "
+                                          r"\(float32\), more than the memory budget of 2\.0 GiB"):
+        _parse(data)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("[train]", '[train]\noptimizer = ["adam", "sgd", "adam"]', r"\[train\]\.optimizer repeats a value"),
+    ("n = 40", "n = [40, 40]", r"\[data\]\.n repeats a value: \[40, 40\]"),
+    ("seed = [0]", "seed = [0]\nlearning_rate = [0.01, 0.01]", r"\[grid\]\.learning_rate repeats a value"),
+    ("seed = [0]", 'seed = [0]\n[analysis]\nmap = ["seq_len", "seq_len"]', r"\[analysis\]\.map repeats a value"),
+])
+def test_repeated_values_are_refused(old, new, message):
+    assert old in BASE
+    with pytest.raises(ConfigError, match=message):
+        _parse(BASE.replace(old, new))

@@ -3,11 +3,13 @@ the shared field rules, keys of other commands, every file in configs/ and the r
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from gradflow.collapse.metrics import THRESHOLDS
 from gradflow.config import (
@@ -28,10 +30,11 @@ from gradflow.config import (
     reference_markdown,
 )
 from gradflow.config.fields import MAX_SEED, SEED, axis, choice, integers, numbers, values
-from gradflow.config.tables import TABLES, Derived, Required, users
+from gradflow.config.tables import MAX_STORE_BYTES, MAX_VARIANTS, TABLES, Derived, Required, users
 from gradflow.config.tables import keys as key_fields
 from gradflow.flow.memory import MAX_AUTO_CHUNK, chunk_bytes
 from gradflow.flow.variants import GRID_DEFAULTS, ModelSpec
+from gradflow.profiles.job import profile_job
 from gradflow.sweep.job import config_hash
 from gradflow.training.train import TRAIN_DEFAULTS
 
@@ -71,8 +74,8 @@ def test_default_config_is_what_its_text_says():
     assert cfg.variants().names == ("forget_bias", "weight_scale", "seed") and cfg.variants().shape == (25, 13, 3)
     assert list(cfg.grid.axes["forget_bias"]) == [-3.0 + 0.25 * k for k in range(25)]
     ws = np.array(cfg.grid.axes["weight_scale"])
-    np.testing.assert_allclose(ws, 0.25 * 2.0 ** (np.arange(13) / 3), rtol=1e-14)  # 0.25 .. 4, 2^(1/3) apart
-    assert (ws[0], ws[-1]) == (0.25, 4.0)
+    np.testing.assert_allclose(ws, 0.25 * 2.0 ** (np.arange(13) / 3), rtol=1e-11)  # 0.25 .. 4, 2^(1/3) apart
+    assert (ws[0], ws[3], ws[6], ws[9], ws[12]) == (0.25, 0.5, 1.0, 2.0, 4.0)  # the decimals the range names
     assert cfg.grid.axes["seed"] == (0, 1, 2)
     a = cfg.analysis
     settings = (cfg.data.input_seed, a.wrt, a.decades, a.dtype, a.chunk_size)
@@ -103,7 +106,7 @@ def test_default_config_is_what_its_text_says():
     ],
 )
 def test_ranges_lists_and_scalars_resolve_to_values(literal, want):
-    values = parse_config(_toml(grid={"weight_scale": literal})).grid.axes["weight_scale"]
+    values = parse_config(_toml(grid={"forget_bias": literal})).grid.axes["forget_bias"]
     np.testing.assert_allclose(values, want, rtol=1e-14, atol=0)
     assert (values[0], values[-1]) == (want[0], want[-1])  # end points are exact
 
@@ -199,8 +202,8 @@ BAD = [
     ({"grid": {"forget_bias": "[]"}}, r"\[grid\]\.forget_bias is an empty list; give at least one value"),
     ({"model": {"activation": "[]"}}, r"\[model\]\.activation is an empty list"),
     ({"grid": {"forget_bias": "[0.0, nan]"}}, r"\[grid\]\.forget_bias must hold finite numbers; got \[0\.0, nan\]"),
-    ({"grid": {"weight_scale": '["big"]'}}, r"\[grid\]\.weight_scale must hold finite numbers"),
-    ({"grid": {"weight_scale": "[1.0, true]"}}, r"\[grid\]\.weight_scale must hold finite numbers"),
+    ({"grid": {"weight_scale": '["big"]'}}, r"\[grid\]\.weight_scale must hold positive numbers"),
+    ({"grid": {"weight_scale": "[1.0, true]"}}, r"\[grid\]\.weight_scale must hold positive numbers"),
     ({"grid": {"seed": "[0, -1]"}}, r"\[grid\]\.seed must hold integers in \[0, 4294967295\]; got -1"),
     ({"grid": {"seed": "[0.5]"}}, r"\[grid\]\.seed must hold integers in \[0, 4294967295\]; got 0\.5"),
     # ranges
@@ -261,12 +264,40 @@ BAD = [
     ({"analysis": {"decades": "nan"}}, r"\[analysis\]\.decades must be a positive number; got nan"),
     ({"analysis": {"decades": '"10"'}}, r"\[analysis\]\.decades must be a positive number; got '10'"),
     ({"analysis": {"decades": "true"}}, r"\[analysis\]\.decades must be a positive number; got True"),
+    ({"analysis": {"decades": "inf"}}, r"\[analysis\]\.decades must be a positive number; got inf"),
+    # quiet nonsense: a repeated value would be computed twice under one coordinate
+    ({"grid": {"seed": "[0, 0]"}}, r"^\[grid\]\.seed repeats a value: \[0, 0\]$"),
+    ({"grid": {"forget_bias": "[1.0, 1.0]"}}, r"^\[grid\]\.forget_bias repeats a value: \[1\.0, 1\.0\]$"),
+    ({"grid": {"forget_bias": "[1, 2, 1.0]"}}, r"\[grid\]\.forget_bias repeats a value: \[1\.0, 2\.0, 1\.0\]"),
+    ({"grid": {"scheme": '["normal", "normal"]'}}, r"\[grid\]\.scheme repeats a value"),
+    ({"model": {"hidden_size": "[16, 16]"}}, r"\[model\]\.hidden_size repeats a value: \[16, 16\]"),
+    ({"model": {"activation": '["tanh", "relu", "tanh"]'}}, r"\[model\]\.activation repeats a value"),
+    ({"data": {"seq_len": "[8, 8]"}}, r"\[data\]\.seq_len repeats a value: \[8, 8\]"),
+    ({"grid": {"forget_bias": "{start = 1.0, stop = 1.0, num = 3}"}},
+     r"\[grid\]\.forget_bias repeats a value: \[1\.0, 1\.0, 1\.0\]"),
+    ({"grid": {"forget_bias": "{start = 1.0, stop = 1.0, num = 1000}"}},
+     r"\[grid\]\.forget_bias repeats values \(1,000 values, 1 distinct\), e\.g\. \[1\.0, 1\.0, 1\.0\]$"),
+    ({"model": {"hidden_size": "{start = 1, stop = 3, num = 3}"}, "data": {"seq_len": "[4, 8]"}}, None),
+    ({"grid": {"weight_scale": "0"}}, r"\[grid\]\.weight_scale must hold positive numbers; got \[0\]"),
+    ({"grid": {"weight_scale": "[1.0, -1.0]"}}, r"\[grid\]\.weight_scale must hold positive numbers"),
+    # ranges are bounded and finite before any value is made
+    ({"grid": {"forget_bias": "{start = 0.0, stop = 1.0, num = 1000000000}"}},
+     r"\[grid\]\.forget_bias\.num must be at most 1,000,000 \(the values of one range\); got 1,000,000,000"),
+    ({"grid": {"forget_bias": "{start = 0.0, stop = 1.0, num = 1e9}"}},
+     r"\[grid\]\.forget_bias\.num must be a positive integer; got 1000000000\.0"),
+    ({"grid": {"forget_bias": "{start = 0.0, stop = inf, num = 3}"}},
+     r"\[grid\]\.forget_bias\.stop must be a finite number; got inf"),
+    ({"grid": {"weight_scale": "{start = nan, stop = 1.0, num = 3, log = true}"}},
+     r"\[grid\]\.weight_scale\.start must be a finite number; got nan"),
 ]
 
 
 @pytest.mark.parametrize(("tables", "match"), BAD)
 def test_errors_name_the_key_and_its_table(tables, match):
     text = _toml(**tables)
+    if match is None:  # a control: distinct values pass
+        parse_config(text)
+        return
     with pytest.raises(ConfigError, match=match):
         parse_config(text)
     assert issubclass(ConfigError, ValueError)
@@ -397,12 +428,12 @@ def test_auto_chunk_size_is_the_largest_that_fits_the_memory_budget():
     assert chunk_bytes(spec, n, n_profiles=2) <= budget < chunk_bytes(spec, n + 1, n_profiles=2)
     wider = parse_config(text.replace("memory_budget_mb = 100", "memory_budget_mb = 400")).work_chunk_size()
     assert wider > n
-    assert parse_config(text.replace("memory_budget_mb = 100", 'memory_budget_mb = 100\nchunk_size = 3')).work_chunk_size() == 3
+    assert parse_config(text.replace("memory_budget_mb = 100", 'memory_budget_mb = 100\nchunk_size = 1')).work_chunk_size() == 1
 
 
 def test_a_budget_too_small_for_one_variant_is_refused_at_parse_time():
     text = _toml(model={"hidden_size": "512"}, data={"seq_len": "100000"}, analysis={"memory_budget_mb": "64"})
-    with pytest.raises(ConfigError, match=r"\[analysis\]\.memory_budget_mb: one variant of .* needs about [0-9.]+ MiB, "
+    with pytest.raises(ConfigError, match=r"\[analysis\]\.memory_budget_mb: one variant of .* needs about [0-9.]+ GiB, "
                                           r"more than the memory budget of 64\.0 MiB"):
         parse_config(text)
     for bad in ("0", "-1", '"big"', "true", "inf", "nan"):
@@ -415,6 +446,119 @@ def test_a_range_of_seeds_gives_integer_seeds_and_a_fractional_one_is_refused():
     assert cfg.grid.axes["seed"] == (0, 2, 4, 6) and all(type(s) is int for s in cfg.grid.axes["seed"])
     with pytest.raises(ConfigError, match=r"\[grid\]\.seed must hold integers in \[0, 4294967295\]; got 0\.5"):
         parse_config(_toml(grid={"seed": "{start = 0, stop = 1, num = 3}"}))
+
+
+# -- sizes, checked before any work and any file --------------------------------------------------
+
+
+def test_a_grid_of_too_many_variants_is_refused_at_parse_time_with_its_store_size():
+    text = _toml(model={"input_size": "8", "hidden_size": "32"}, data={"seq_len": "200"}, grid={
+        "forget_bias": "{start = -3.0, stop = 3.0, num = 10000}", "weight_scale": "{start = 0.25, stop = 4.0, num = 10000}"})
+    # 2 profiles of 200 lags (+ horizon, decay rate) and 4 saturations in float32 and a flag: 1,633 bytes a variant
+    with pytest.raises(ConfigError, match=re.escape(
+            "[grid]: the sweep has 100,000,000 variants x 1 shape combination = 100,000,000 variants, more than the "
+            f"{MAX_VARIANTS:,} one config may hold; its store would hold about 152.1 GiB; sweep fewer values")):
+        parse_config(text)
+    shapes = _toml(model={"hidden_size": "[2, 3, 4, 5]"}, data={"seq_len": "[6, 7, 8]"},
+                   grid={"forget_bias": "{start = -3.0, stop = 3.0, num = 1000}", "seed": "{start = 0, stop = 999, num = 1000}"})
+    with pytest.raises(ConfigError, match=r"has 1,000,000 variants x 12 shape combinations = 12,000,000 variants"):
+        parse_config(shapes)
+
+
+def test_a_store_beyond_the_limit_is_refused_at_parse_time():
+    text = _toml(data={"seq_len": "200000"}, grid={"forget_bias": "{start = -3.0, stop = 3.0, num = 1000000}"})
+    with pytest.raises(ConfigError, match=r"^\[grid\]: the sweep has 1,000,000 variants x 1 shape combination; its "
+                                          r"store would hold about 1\.5 TiB, more than the 1\.0 TiB one config may write"):
+        parse_config(text)
+    assert MAX_STORE_BYTES == 2**40
+
+
+@pytest.mark.parametrize("wrt", ['"h"', '["h", "state"]'])
+@pytest.mark.parametrize("dtype", ['"float32"', '"float64"'])
+def test_the_store_estimate_is_the_bytes_of_every_stored_variable(wrt, dtype):
+    cfg = parse_config(_toml(model={"hidden_size": "[2, 3]"}, data={"seq_len": "[5, 9]"},
+                             grid={"forget_bias": "[0.0, 1.0, 2.0]", "seed": "[0, 1]"},
+                             analysis={"wrt": wrt, "dtype": dtype}))
+    job = profile_job(cfg)
+    per_variant = sum(v.dtype.itemsize * math.prod(len(job.extra_coords[d]) for d in v.extra_dims)
+                      for v in job.variables.values())
+    assert cfg.n_variants() == (6, 4)
+    assert cfg.store_bytes() == 6 * 4 * per_variant
+
+
+def test_an_explicit_chunk_size_is_checked_against_the_memory_budget():
+    wide = _toml(model={"hidden_size": "2048"}, data={"seq_len": "2000"}, analysis={"chunk_size": "8"})
+    with pytest.raises(ConfigError, match=r'^\[analysis\]\.chunk_size = 8: a chunk of 8 variants of ModelSpec\(.*'
+                                          r"hidden_size=2048.*\) needs about [0-9.]+ GiB, more than the memory budget "
+                                          r"of 1\.0 GiB \(\[analysis\]\.memory_budget_mb = 1024\); lower chunk_size, "
+                                          r'raise memory_budget_mb or use "auto"$'):
+        parse_config(wide)
+    huge = _toml(model={"hidden_size": "100000"}, analysis={"chunk_size": "1", "memory_budget_mb": "4096"})
+    with pytest.raises(ConfigError, match=r"chunk_size = 1: a chunk of 1 variant of .* needs about [0-9.]+ TiB, "
+                                          r"more than the memory budget of 4\.0 GiB"):
+        parse_config(huge)
+    fits = parse_config(_toml(model={"hidden_size": "64"}, data={"seq_len": "200"}, analysis={"chunk_size": "16"}))
+    assert fits.work_chunk_size() == 16
+
+
+def test_sizes_in_messages_are_readable():
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_toml(analysis={"memory_budget_mb": "0.001"}))
+    message = str(caught.value)
+    assert re.search(r"needs about [0-9]+\.[0-9] KiB, more than the memory budget of 1\.0 KiB", message), message
+    assert "0.0 MiB" not in message
+
+
+# -- every key refuses what it cannot mean, in every command's vocabulary ---------------------------
+
+EMBEDDED_TEXT = {"sweep": DEFAULT_CONFIG, "collapse": DEFAULT_COLLAPSE_CONFIG, "diagnose": DIAGNOSE_EXAMPLE}
+
+
+def _literal(value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _with(command: str, table: str, key: str, value) -> str:
+    """The embedded config of ``command`` with ``[table].key = value`` (as TOML)."""
+    raw = tomllib.loads(EMBEDDED_TEXT[command])
+    raw.setdefault(table, {})[key] = value
+    return "".join(f"[{t}]\n" + "".join(f"{k} = {_literal(v)}\n" for k, v in keys.items()) + "\n"
+                   for t, keys in raw.items())
+
+
+NUMBER_KEYS = [(name, f.name, command) for name, table in TABLES.items() for f in key_fields(table)
+               if "number" in f.metadata["rule"].type and "integer" not in f.metadata["rule"].type
+               for command in users(f)]
+
+
+@pytest.mark.parametrize(("table", "key", "command"), NUMBER_KEYS, ids=str)
+def test_every_number_key_refuses_nan_and_infinities(table, key, command):
+    assert len(NUMBER_KEYS) >= 15
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ConfigError, match=rf"^\[{table}\]\.{key} must (be|hold) "):
+            parse_config(_with(command, table, key, bad), command=command)
+
+
+@pytest.mark.parametrize("command", ["collapse", "diagnose"])
+@pytest.mark.parametrize(("key", "bad", "message"), [
+    ("l2", -0.1, r"\[grid\]\.l2 must hold numbers >= 0; got \[-0\.1\]"),
+    ("clip_norm", -1.0, r"\[grid\]\.clip_norm must hold numbers >= 0; got \[-1\.0\]"),
+    ("weight_decay", [0.0, -1e-3], r"\[grid\]\.weight_decay must hold numbers >= 0"),
+    ("learning_rate", 0.0, r"\[grid\]\.learning_rate must hold positive numbers"),
+    ("weight_scale", -1.0, r"\[grid\]\.weight_scale must hold positive numbers"),
+    ("seed", [0, 0], r"\[grid\]\.seed repeats a value: \[0, 0\]"),
+])
+def test_training_settings_refuse_what_they_cannot_mean_in_every_command(command, key, bad, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_with(command, "grid", key, bad), command=command)
+    with pytest.raises(ConfigError, match=rf"\[grid\]\.{key} is not used by 'gradflow sweep'|{message}"):
+        parse_config(_with("sweep", "grid", key, bad))
 
 
 # -- the shared field rules -----------------------------------------------------------------------
@@ -462,7 +606,7 @@ def test_field_rules_return_typed_values(rule, raw, want):
         (choice(("a", "b")), "c", r"^\[t\]\.k: 'c' is not one of \['a', 'b'\]$"),
         (axis(numbers("positive")), [1.0, 0.0], r"^\[t\]\.k must hold positive numbers; got \[1\.0, 0\.0\]$"),
         (axis(integers(2)), [3, 1], r"must hold integers >= 2; got 1$"),
-        (axis(choice(("a", "b")), unique=True), ["a", "a"], r"^\[t\]\.k repeats a value: \['a', 'a'\]$"),
+        (axis(choice(("a", "b"))), ["a", "a"], r"^\[t\]\.k repeats a value: \['a', 'a'\]$"),
         (axis(integers()), [], r"^\[t\]\.k is an empty list; give at least one value$"),
         (axis(integers()), {"start": 0, "stop": 1, "num": 3}, r"must hold integers >= 1; got 0$"),
         (axis(SEED), {"start": 0, "stop": 1, "num": 3}, r"must hold integers in \[0, 4294967295\]; got 0\.5$"),
@@ -471,6 +615,20 @@ def test_field_rules_return_typed_values(rule, raw, want):
 def test_field_rules_refuse_bad_values_naming_the_key(rule, raw, message):
     with pytest.raises(ConfigError, match=message):
         rule("[t].k", raw)
+
+
+@pytest.mark.parametrize(("raw", "named"), [
+    ({"start": 0.25, "stop": 4.0, "num": 13, "log": True}, [0.25, 0.5, 1.0, 2.0, 4.0]),
+    ({"start": 0.001, "stop": 1000.0, "num": 19, "log": True}, [0.001, 0.01, 0.1, 1, 10, 100, 1000]),
+    ({"start": 0.1, "stop": 0.7, "num": 7}, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+    ({"start": -0.3, "stop": 0.3, "num": 7}, [-0.3, -0.2, -0.1, 0, 0.1, 0.2, 0.3]),
+])
+def test_a_range_holds_the_decimal_values_it_names(raw, named):
+    got = values("[t].k", raw)
+    assert all(v in got for v in named), got
+    spaced = (np.geomspace if raw.get("log") else np.linspace)(raw["start"], raw["stop"], raw["num"])
+    np.testing.assert_allclose(got, spaced, rtol=1e-11, atol=1e-15)
+    assert len(set(got)) == len(got)
 
 
 def test_a_range_gives_integers_where_its_values_are_whole():

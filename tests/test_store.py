@@ -4,6 +4,7 @@ processes filling one store, refusal of a different config, ``gradflow info``.
 Subprocesses share the test suite's compilation cache, so each compiles at most once per machine.
 """
 
+import json
 import os
 import signal
 import socket
@@ -98,7 +99,7 @@ def test_store_layout_matches_work_chunks(small):
     assert ds["log10_norm_h"].encoding["chunks"] == (1, 1, 2, 2, 20)  # one work chunk = one stored chunk
     assert ds["horizon_h"].encoding["chunks"] == (1, 1, 2, 2)
     assert ds.activation.values.tolist() == ["tanh", "linear"] and ds.seed.values.tolist() == [0, 1]
-    assert ds.attrs["matmul_precision"] and ds.attrs["environment"]["versions"]["jax"]
+    assert ds.attrs["matmul_precision"] and json.loads(ds.attrs["environment"])["versions"]["jax"]  # JSON: NetCDF-safe
     stored_chunks = [p for p in (small / STORE_NAME / "log10_norm_h").iterdir() if not p.name.startswith(".")]
     assert len(stored_chunks) == 6 and progress_of(small) == (6, 6)
 

@@ -12,8 +12,10 @@ import math
 
 import numpy as np
 
+from gradflow.config.meanings import coordinate_attrs
 from gradflow.collapse.metrics import collapse_metrics
 from gradflow.config import Config, ConfigError
+from gradflow.flow.memory import format_bytes
 from gradflow.flow.saturation import GATE_NAMES
 from gradflow.sweep.devices import over_devices
 from gradflow.sweep.job import Job, Variable
@@ -30,6 +32,36 @@ VARIABLES = {
     "initial_log10_norm": ("lag",), "val_loss": ("checkpoint",), "val_accuracy": ("checkpoint",),
     "val_spread": ("checkpoint",), **{f"saturation_{g}": ("checkpoint",) for g in GATE_NAMES},
     "update_ratio": ("checkpoint",), "log10_grad_norm": ("checkpoint", "t"), "train_loss": ("step",),
+}
+
+
+#: What each variable is, and its units (``"1"``: dimensionless; empty: a flag).
+DESCRIPTIONS: dict[str, tuple[str, str]] = {
+    "collapsed": ("the predictions barely vary: spread ratio below the collapse threshold", ""),
+    "learned": ("beats every constant predictor: loss ratio below the learning threshold", ""),
+    "spread_ratio": ("standard deviation of the validation predictions over inputs / that of the targets", "1"),
+    "loss_ratio": ("validation loss / loss of the best constant predictor", "1"),
+    "accuracy_margin": ("validation accuracy minus the majority-class rate (NaN for regression)", "1"),
+    "final_val_loss": ("validation loss after training", "nats (cross-entropy) or squared target units"),
+    "final_val_accuracy": ("validation accuracy after training (NaN for regression)", "1"),
+    "initial_log10_norm_at_lag": ("log10 ||dh_T/dh_(T-lag)||_F before training, at the task's signal lag", "1"),
+    "initial_log10_norm": ("log10 ||dh_T/dh_(T-lag)||_F before training, on the first training sequence", "1"),
+    "val_loss": ("validation loss at the checkpoint", "nats (cross-entropy) or squared target units"),
+    "val_accuracy": ("validation accuracy at the checkpoint (NaN for regression)", "1"),
+    "val_spread": ("standard deviation of the validation predictions over inputs at the checkpoint", "1"),
+    **{f"saturation_{g}": (f"fraction of steps x units with the {g} gate saturated, on the validation inputs", "1")
+       for g in GATE_NAMES},
+    "update_ratio": ("mean ||update|| / ||weights|| over the steps before the checkpoint", "1"),
+    "log10_grad_norm": ("log10 ||dL/dh_t|| at the checkpoint, mean over the probe sequences", "1"),
+    "train_loss": ("minibatch training loss without the L2 term", "nats (cross-entropy) or squared target units"),
+}
+
+#: The variables' own axes.
+AXIS_ATTRS = {
+    "lag": {"long_name": "lag k: dh_T/dh_(T-k)", "units": "steps"},
+    "checkpoint": {"long_name": "training steps done at the evaluation", "units": "steps"},
+    "t": {"long_name": "time step t of dL/dh_t (0: the initial state)", "units": "steps"},
+    "step": {"long_name": "training step", "units": "steps"},
 }
 
 
@@ -104,17 +136,27 @@ class CollapseSpecs:
         )
 
     def work_chunk_size(self) -> int:
+        """``chunk_size``, or the most variants (up to :data:`MAX_AUTO_TRAIN_CHUNK`) whose training fits
+        ``memory_budget_mb`` if ``"auto"``.
+
+        Raises:
+          ConfigError: if the chunk (explicit or of one variant) does not fit the budget, with the estimate.
+        """
         analysis = self.config.analysis
-        if analysis.chunk_size != "auto":
-            return analysis.chunk_size
         budget = analysis.memory_budget_mb * 2**20
-        n = MAX_AUTO_TRAIN_CHUNK
+        explicit = analysis.chunk_size != "auto"
+        n = analysis.chunk_size if explicit else MAX_AUTO_TRAIN_CHUNK
         for spec in range(self.n_specs()):
             ts, n_val = self.train_spec(spec), self.task(spec)[1].n
-            if train_chunk_bytes(ts, n_val, 1) > budget:
-                raise ConfigError(f"[analysis].memory_budget_mb: training one variant of {ts} needs about "
-                                  f"{train_chunk_bytes(ts, n_val, 1) / 2**20:.0f} MiB, more than the budget")
-            while train_chunk_bytes(ts, n_val, n) > budget:
+            need = train_chunk_bytes(ts, n_val, n if explicit else 1)
+            if need > budget:
+                where = f"[analysis].chunk_size = {n}" if explicit else "[analysis].memory_budget_mb"
+                count = f"{n} variant{'s' if n > 1 else ''}" if explicit else "one variant"
+                advice = 'lower chunk_size, raise memory_budget_mb or use "auto"' if explicit else "raise it"
+                raise ConfigError(f"{where}: training {count} of {ts} needs about {format_bytes(need)}, more than the "
+                                  f"memory budget of {format_bytes(budget)} ([analysis].memory_budget_mb = "
+                                  f"{analysis.memory_budget_mb:g}); {advice}")
+            while not explicit and train_chunk_bytes(ts, n_val, n) > budget:
                 n -= 1
         return n
 
@@ -169,8 +211,8 @@ def collapse_job(config: Config) -> Job:
       gradflow.config.ConfigError: if not even one variant fits the memory budget.
     """
     specs = CollapseSpecs(config)
-    variables = {k: Variable(dims, np.dtype(bool) if k in ("collapsed", "learned") else np.dtype(np.float32))
-                 for k, dims in VARIABLES.items()}
+    variables = {k: Variable(dims, np.dtype(bool) if k in ("collapsed", "learned") else np.dtype(np.float32),
+                             *DESCRIPTIONS[k]) for k, dims in VARIABLES.items()}
     return Job(
         kind=KIND,
         title="gradflow collapse map",
@@ -183,6 +225,7 @@ def collapse_job(config: Config) -> Job:
         chunk_size=specs.work_chunk_size(),
         variables=variables,
         extra_coords=specs.extra_coords(),
+        coord_attrs={**coordinate_attrs([*specs.shape_axes, *config.grid.axes]), **AXIS_ATTRS},
         chunk_function=specs.chunk_function,
         finish=specs.finish,
     )

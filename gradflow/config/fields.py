@@ -3,7 +3,8 @@
 A :class:`Rule` is called as ``rule(where, raw)``, ``where`` naming the key (``"[grid].seed"``), so
 every message names the table and the key. Scalar rules take one value; :func:`axis` turns a rule
 into one for a *setting that may be swept*: a value, a list, or a range ``{start, stop, num[, log]}``
-(``numpy.linspace``; ``log = true``: ``numpy.geomspace``), always returned as a non-empty tuple.
+(``numpy.linspace``; ``log = true``: ``numpy.geomspace``; at most :data:`MAX_RANGE_NUM` values), always
+returned as a non-empty tuple of distinct values (every value is a point of the results).
 
 Example:
   >>> axis(integers())("[model].hidden_size", [16, 32])
@@ -27,6 +28,13 @@ import numpy as np
 
 #: Seeds are uint32: JAX wraps larger ones silently.
 MAX_SEED = 2**32 - 1
+
+#: Most values one range may give (checked before any is made).
+MAX_RANGE_NUM = 10**6
+
+#: Significant digits a range's values are rounded to, so that a value the config names holds that
+#: decimal exactly (``{start = 0.25, stop = 4.0, num = 13, log = true}`` holds 2.0, not 1.9999999999999998).
+RANGE_DIGITS = 12
 
 
 class ConfigError(ValueError):
@@ -150,7 +158,8 @@ CHUNK_SIZE = Rule('integer >= 1 or "auto"', _chunk_size)
 def values(where: str, raw: Any) -> list:
     """A scalar, a list, or a ``{start, stop, num[, log]}`` range as a non-empty list.
 
-    A range gives integers where its values are whole numbers (``{start = 0, stop = 6, num = 4}``:
+    A range's values are rounded to :data:`RANGE_DIGITS` significant digits, and are integers where
+    they are whole numbers (``{start = 0, stop = 6, num = 4}``:
     0, 2, 4, 6), so ranges of seeds and sizes need no conversion.
     """
     if isinstance(raw, dict):
@@ -162,33 +171,44 @@ def values(where: str, raw: Any) -> list:
         num = raw["num"]
         if isinstance(num, bool) or not isinstance(num, int) or num < 1:
             raise ConfigError(f"{where}.num must be a positive integer; got {num!r}")
+        if num > MAX_RANGE_NUM:
+            raise ConfigError(f"{where}.num must be at most {MAX_RANGE_NUM:,} (the values of one range); got {num:,}")
         start, stop = raw["start"], raw["stop"]
         for key, value in (("start", start), ("stop", stop)):
             if not _is_number(value):
                 raise ConfigError(f"{where}.{key} must be a number; got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}.{key} must be a finite number; got {value!r}")
         log = raw.get("log", False)
         if not isinstance(log, bool):
             raise ConfigError(f"{where}.log must be true or false; got {log!r}")
         if log and (start <= 0 or stop <= 0):
             raise ConfigError(f"{where}: a log range needs start > 0 and stop > 0; got {start}, {stop}")
-        spaced = (np.geomspace if log else np.linspace)(start, stop, num).tolist()
-        return [int(v) if float(v).is_integer() else v for v in spaced]
+        spaced = [float(f"{v:.{RANGE_DIGITS}g}") for v in (np.geomspace if log else np.linspace)(start, stop, num)]
+        return [int(v) if v.is_integer() else v for v in spaced]
     listed = raw if isinstance(raw, list) else [raw]
     if not listed:
         raise ConfigError(f"{where} is an empty list; give at least one value")
     return listed
 
 
-def axis(rule: Rule, *, unique: bool = False) -> Rule:
-    """``rule`` for a setting that may be swept: a value, a list or a range, as a tuple of values.
+def axis(rule: Rule) -> Rule:
+    """``rule`` for a setting that may be swept: a value, a list or a range, as a tuple of distinct values.
 
-    With ``unique``, a repeated value is an error.
+    A repeated value (after the rule: ``1`` and ``1.0`` are one number) is an error: it would be
+    computed twice and make the results' coordinate ambiguous.
     """
 
     def one(where: str, raw: Any) -> tuple:
         out = rule.each(where, values(where, raw))
-        if unique and len(set(out)) != len(out):
-            raise ConfigError(f"{where} repeats a value: {list(out)}")
+        distinct = len(set(out))
+        if distinct != len(out):
+            if len(out) <= 10:
+                raise ConfigError(f"{where} repeats a value: {list(out)}")
+            seen: set = set()
+            repeated = [v for v in out if v in seen or seen.add(v)]
+            raise ConfigError(f"{where} repeats values ({len(out):,} values, {distinct:,} distinct), "
+                              f"e.g. {repeated[:3]}")
         return out
 
     return Rule(f"{rule.type}, or a list", one, is_axis=True)

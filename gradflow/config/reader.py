@@ -1,8 +1,8 @@
 """The one reader: TOML text (or a file, or the embedded default) to a validated :class:`Config`.
 
 Each key goes through its table's rule once; then the rules between keys: a task's input size and
-data file, ``steps`` or ``epochs``, the collapse map's axes, a diagnose setup's single model, a
-sweep's memory budget. Every error names the table and the key.
+data file, ``steps`` or ``epochs``, the collapse map's axes, a diagnose setup's single model, the
+number of variants and the store's size, a sweep's memory budget. Every error names the table and the key.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ def parse_config(text: str, *, command: str = "sweep", source_name: str = "confi
         config = _map_axes(config)
     elif command == "diagnose":
         _one_model(config)
-    else:
-        config.work_chunk_size()  # a budget too small for one variant is an error now, before any work
+    config.check_sizes()  # too many variants, too large a store or data: an error now, before any work and any file
+    if command == "sweep":
+        config.work_chunk_size()  # a chunk that does not fit the memory budget likewise
     return config
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gradflow.config.tables import COMMANDS, TABLES, Derived, Required, keys, users
+from gradflow.config.fields import MAX_RANGE_NUM
+from gradflow.config.tables import COMMANDS, MAX_STORE_BYTES, MAX_VARIANTS, TABLES, Derived, Required, keys, users
+from gradflow.flow.memory import format_bytes
 
 
 def _literal(value: Any) -> str:
@@ -38,8 +40,10 @@ def reference_markdown() -> str:
     """
     lines = [
         ("`sweep` is `gradflow sweep` and `gradflow run`. A key that may be \"a list\" may also be a range "
-         "`{start, stop, num[, log]}`; every list is a dimension of the results (in `[model]`, `[data]` and "
-         "`[train]`: one compile per value)."),
+         f"`{{start, stop, num[, log]}}` (at most {MAX_RANGE_NUM:,} values); every list is a dimension of the results "
+         "(in `[model]`, `[data]` and `[train]`: one compile per value), and its values are distinct. A config holds "
+         f"at most {MAX_VARIANTS:,} variants and a store of at most {format_bytes(MAX_STORE_BYTES)}, checked before "
+         "any work."),
         "",
         "| table | key | type | default | used by | meaning |",
         "|---|---|---|---|---|---|",

@@ -30,15 +30,22 @@ from gradflow.config.fields import (
 )
 from gradflow.data.tasks import Task, adding_task, load_task, recall_task, seed_task
 from gradflow.flow.engine import WRT
-from gradflow.flow.memory import auto_chunk_size
+from gradflow.flow.memory import auto_chunk_size, check_chunk_size, format_bytes
 from gradflow.flow.variants import GRID_DEFAULTS, Grid, ModelSpec
-from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from gradflow.lstm.cell import ACTIVATIONS, GATE_NAMES, RECURRENT_ACTIVATIONS
 from gradflow.lstm.init import SCHEMES
 from gradflow.training.train import OPTIMIZERS, TRAIN_DEFAULTS, TrainGrid
 
 #: The commands that read configs: ``gradflow sweep`` (and ``run``), ``gradflow collapse``, ``gradflow diagnose``.
 COMMANDS: tuple[str, ...] = ("sweep", "collapse", "diagnose")
 TRAINING = ("collapse", "diagnose")
+
+#: Most variants (grid points x shape combinations) one config may hold: the grid's values are held in
+#: memory, and every variant is a row of every stored variable. Split a larger sweep over several configs.
+MAX_VARIANTS = 10**7
+
+#: Most bytes a sweep's or collapse map's store may hold (the estimate of :meth:`Config.store_bytes`).
+MAX_STORE_BYTES = 2**40
 
 #: The data a collapse or diagnose config trains on, and the input size each gives (npz: the file's).
 TASKS: dict[str, int | None] = {"seed": 10, "recall": 1, "adding": 2, "npz": None}
@@ -104,7 +111,7 @@ class GridTable:
 
     forget_bias: tuple[float, ...] = key(axis(numbers("finite")), "initial forget-gate bias",
                                          GRID_DEFAULTS["forget_bias"])
-    weight_scale: tuple[float, ...] = key(axis(numbers("finite")), "scale of the initial weights",
+    weight_scale: tuple[float, ...] = key(axis(numbers("positive")), "scale of the initial weights",
                                           GRID_DEFAULTS["weight_scale"])
     scheme: tuple[str, ...] = key(axis(choice(SCHEMES)), "initialisation of the weights", GRID_DEFAULTS["scheme"],
                                   collapse=TRAIN_DEFAULTS["scheme"], diagnose=TRAIN_DEFAULTS["scheme"])
@@ -184,7 +191,7 @@ class TrainTable:
 class AnalysisTable:
     """``[analysis]``: what is computed from each variant, and how the work is cut."""
 
-    wrt: tuple[str, ...] | None = key(axis(choice(WRT), unique=True),
+    wrt: tuple[str, ...] | None = key(axis(choice(WRT)),
                                       "lag profiles: h (hidden state) and/or state ((h, c) together)", ["h", "state"],
                                       used_by=("sweep",))
     decades: float | None = key(numbers("positive"), "horizon: the first lag whose norm is below 10^-decades", 10.0,
@@ -268,14 +275,83 @@ class Config:
         """
         self._only("sweep", "work_chunk_size()")
         a = self.analysis
-        if a.chunk_size != "auto":
-            return a.chunk_size
         specs = [spec for _, spec in self.specs()]
+        budget = int(a.memory_budget_mb * 2**20)
+        sizes = {"n_profiles": len(a.wrt), "itemsize": np.dtype(a.dtype).itemsize}
+        if a.chunk_size != "auto":
+            try:
+                check_chunk_size(specs, a.chunk_size, budget, **sizes)
+            except ValueError as err:
+                raise ConfigError(f"[analysis].chunk_size = {a.chunk_size}: {err} ([analysis].memory_budget_mb = "
+                                  f'{a.memory_budget_mb:g}); lower chunk_size, raise memory_budget_mb or use "auto"'
+                                  ) from None
+            return a.chunk_size
         try:
-            return auto_chunk_size(specs, int(a.memory_budget_mb * 2**20), n_profiles=len(a.wrt),
-                                   itemsize=np.dtype(a.dtype).itemsize)
+            return auto_chunk_size(specs, budget, **sizes)
         except ValueError as err:
             raise ConfigError(f"[analysis].memory_budget_mb: {err}") from None
+
+    def n_variants(self) -> tuple[int, int]:
+        """``(grid points, shape combinations)``: the variants are their product (an npz file's sizes count as one)."""
+        grid = math.prod(len(v) for v in self.grid.axes.values())
+        shapes = math.prod(len(v) for v in self.shape_axes.values() if v is not None)
+        return grid, shapes
+
+    def store_bytes(self) -> int | None:
+        """About how many bytes a sweep's or a collapse map's store holds (every variable of every variant);
+        None for a diagnose setup, which keeps no store.
+
+        A sweep stores per variant a profile of ``max(seq_len)`` lags, a horizon and a decay rate per
+        ``wrt``, a saturation per gate and a flag; a collapse map (float32) its verdicts and ratios, the
+        initial lag profile, per checkpoint the validation metrics, saturations, update ratio and
+        gradient norms ``(T + 1)``, and the loss of every step (an npz file's sequence length counts as 1).
+        """
+        grid, shapes = self.n_variants()
+        T = max(self.data.seq_len) if self.data.seq_len is not None else 1
+        gates = len(GATE_NAMES)
+        if self.command == "sweep":
+            a = self.analysis
+            per_variant = np.dtype(a.dtype).itemsize * (len(a.wrt) * (T + 2) + gates) + 1
+        elif self.command == "collapse":
+            t, n = self.train, max(self.data.n) if self.data.n is not None else 1
+            n_train = max(1, n - max(1, round(self.data.validation * n)))
+            steps = t.steps or t.epochs * math.ceil(n_train / min(t.batch_size, n_train))
+            checkpoints = (t.checkpoints or 10) + 1
+            per_variant = 4 * (6 + T + checkpoints * (3 + gates + 1 + T + 1) + steps) + 2
+        else:
+            return None
+        return grid * shapes * per_variant
+
+    def check_sizes(self) -> None:
+        """Refuse, before any work and any file, a config with more than :data:`MAX_VARIANTS` variants, a
+        store beyond :data:`MAX_STORE_BYTES`, or (collapse) generated data beyond ``memory_budget_mb``.
+
+        Raises:
+          ConfigError: naming the number of variants, the shape combinations and the store's size.
+        """
+        grid, shapes = self.n_variants()
+        store = self.store_bytes()
+        what = {"sweep": "the sweep", "collapse": "the collapse map", "diagnose": "the diagnose setup"}[self.command]
+        counts = (f"{what} has {grid:,} variant{'s' if grid > 1 else ''} x {shapes:,} shape combination"
+                  f"{'s' if shapes > 1 else ''}")
+        held = f"; its store would hold about {format_bytes(store)}" if store is not None else ""
+        advice = "; sweep fewer values or split the grid over several configs"
+        if grid * shapes > MAX_VARIANTS:
+            raise ConfigError(f"[grid]: {counts} = {grid * shapes:,} variants, more than the {MAX_VARIANTS:,} one "
+                              f"config may hold{held}{advice}")
+        if store is not None and store > MAX_STORE_BYTES:
+            raise ConfigError(f"[grid]: {counts}; its store would hold about {format_bytes(store)}, more than the "
+                              f"{format_bytes(MAX_STORE_BYTES)} one config may write{advice}")
+        d = self.data
+        if self.command == "collapse" and d.task != "npz":
+            n, T, D = max(d.n), max(d.seq_len), self.model.input_size
+            data = 4 * n * T * D
+            budget = self.analysis.memory_budget_mb * 2**20
+            if data > budget:
+                raise ConfigError(f"[data]: {n:,} sequences of {T:,} steps x {D} feature{'s' if D > 1 else ''} take "
+                                  f"{format_bytes(data)} (float32), more than the memory budget of {format_bytes(budget)} "
+                                  f"([analysis].memory_budget_mb = {self.analysis.memory_budget_mb:g}), and every device "
+                                  "holds them; lower [data].n or [data].seq_len, or raise the budget")
 
     def make_task(self, *, n: int | None = None, seq_len: int | None = None) -> Task:
         """The task of a collapse or diagnose config, ``n`` sequences of ``seq_len`` steps (default: the

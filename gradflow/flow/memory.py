@@ -15,6 +15,8 @@ pullback matrices (XLA may build part of the per-step (2H, H) matrices ahead of 
 The constants are fitted to XLA's own buffer plan on CPU, which the estimate bounds from above
 within a factor of 1.2 to 4 over H = 2..256, T = 5..2000 (``tests/test_memory.py``;
 ``benchmarks/bench_sweep.py`` reports both).
+
+Every size gradflow reports is written by :func:`format_bytes` (binary units, one decimal).
 """
 
 from __future__ import annotations
@@ -27,6 +29,22 @@ FIXED_BYTES = 16 * 2**10
 
 #: Largest chunk that ``chunk_size = "auto"`` picks: chunks are also the unit of progress and resume.
 MAX_AUTO_CHUNK = 256
+
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in the largest binary unit (B, KiB, MiB, GiB, TiB) that keeps the number >= 1.
+
+    Example:
+      >>> format_bytes(512), format_bytes(16 * 2**10 + 512), format_bytes(160 * 2**30), format_bytes(3 * 2**50)
+      ('512 B', '16.5 KiB', '160.0 GiB', '3072.0 TiB')
+    """
+    power = 0
+    while power < len(_UNITS) - 1 and abs(n) >= 2 ** (10 * (power + 1)):
+        power += 1
+    return f"{n:.0f} B" if power == 0 else f"{n / 2 ** (10 * power):.1f} {_UNITS[power]}"
 
 
 def chunk_bytes(spec: ModelSpec, n: int, *, n_profiles: int, itemsize: int = 4) -> int:
@@ -48,9 +66,22 @@ def auto_chunk_size(specs: list[ModelSpec], budget_bytes: int, *, n_profiles: in
         need = chunk_bytes(spec, 1, n_profiles=n_profiles, itemsize=itemsize)
         if need > budget_bytes:
             raise ValueError(
-                f"one variant of {spec} needs about {need / 2**20:.1f} MiB, more than the memory budget of "
-                f"{budget_bytes / 2**20:.1f} MiB; raise [analysis].memory_budget_mb or shorten seq_len"
+                f"one variant of {spec} needs about {format_bytes(need)}, more than the memory budget of "
+                f"{format_bytes(budget_bytes)}; raise [analysis].memory_budget_mb or shorten seq_len"
             )
         while chunk_bytes(spec, n, n_profiles=n_profiles, itemsize=itemsize) > budget_bytes:
             n -= 1
     return n
+
+
+def check_chunk_size(specs: list[ModelSpec], n: int, budget_bytes: int, *, n_profiles: int, itemsize: int = 4) -> None:
+    """Refuse a chunk of ``n`` variants whose :func:`chunk_bytes` exceeds ``budget_bytes`` for some spec.
+
+    Raises:
+      ValueError: naming the spec, the estimate and the budget.
+    """
+    for spec in specs:
+        need = chunk_bytes(spec, n, n_profiles=n_profiles, itemsize=itemsize)
+        if need > budget_bytes:
+            raise ValueError(f"a chunk of {n} variant{'s' if n > 1 else ''} of {spec} needs about "
+                             f"{format_bytes(need)}, more than the memory budget of {format_bytes(budget_bytes)}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 from typing import Mapping, Sequence
 
 import jax
@@ -105,18 +104,22 @@ class Grid:
         return int(np.prod(self.shape, dtype=np.int64))
 
     def values(self) -> dict[str, np.ndarray]:
-        """Every setting of :attr:`DEFAULTS` as a flat (V,) array (schemes as indices)."""
-        product = list(itertools.product(*self.axes.values())) or [()]
-        flat = {name: [row[i] for row in product] for i, name in enumerate(self.axes)}
-        out = {}
+        """Every setting of :attr:`DEFAULTS` as a flat (V,) array (schemes as indices), without a Python
+        list of the V combinations."""
+        shape, out = self.shape, {}
         for name, default in self.DEFAULTS.items():
-            column = flat.get(name, [default] * len(product))
             if name == "scheme":
-                out[name] = np.array([scheme_index(s) for s in column], np.int32)
+                axis_values = np.array([scheme_index(s) for s in self.axes.get(name, (default,))], np.int32)
             elif name == "seed":
-                out[name] = np.array(column, np.int64).astype(np.uint32)
+                axis_values = np.array(self.axes.get(name, (default,)), np.int64).astype(np.uint32)
             else:
-                out[name] = np.array(column, np.float64)
+                axis_values = np.array(self.axes.get(name, (default,)), np.float64)
+            if name in self.axes:
+                at = self.names.index(name)
+                index = np.arange(self.size) // int(np.prod(shape[at + 1:], dtype=np.int64)) % shape[at]
+                out[name] = axis_values[index]
+            else:
+                out[name] = np.full(self.size, axis_values[0])
         return out
 
 

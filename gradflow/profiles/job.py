@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from gradflow.config import Config
+from gradflow.config.meanings import coordinate_attrs
 from gradflow.flow.saturation import GATE_NAMES
 from gradflow.flow.variants import ModelSpec, probe_inputs, profile_variants
 from gradflow.sweep.devices import over_devices
@@ -52,11 +53,15 @@ def profile_job(config: Config) -> Job:
     dtype = np.dtype(analysis.dtype)
     variables = {}
     for w in analysis.wrt:
-        variables[f"log10_norm_{w}"] = Variable(("lag",), dtype)
-        variables[f"horizon_{w}"] = Variable((), dtype)
-        variables[f"decay_rate_{w}"] = Variable((), dtype)
-    variables.update({f"saturation_{g}": Variable((), dtype) for g in GATE_NAMES})
-    variables["nonfinite"] = Variable((), np.dtype(bool))
+        of = "h_T wrt h_(T-lag), c held fixed" if w == "h" else "s_T wrt s_(T-lag), s = (h, c)"
+        variables[f"log10_norm_{w}"] = Variable(("lag",), dtype, f"log10 of the Frobenius norm of the Jacobian of {of}", "1")
+        variables[f"horizon_{w}"] = Variable((), dtype, f"first lag at which log10_norm_{w} falls below "
+                                             f"-{analysis.decades:g} (inf: never within T; NaN: non-finite)", "steps")
+        variables[f"decay_rate_{w}"] = Variable((), dtype, f"least-squares slope of log10_norm_{w} against lag "
+                                                "(negative: vanishing)", "decades per step")
+    variables.update({f"saturation_{g}": Variable((), dtype, f"fraction of steps x units with the {g} gate saturated, "
+                                                  "on the probe inputs", "1") for g in GATE_NAMES})
+    variables["nonfinite"] = Variable((), np.dtype(bool), "a lag profile of this variant holds NaN or +inf")
 
     def chunk_function(spec: int, mesh):
         model = specs[spec]
@@ -76,6 +81,9 @@ def profile_job(config: Config) -> Job:
         variables=variables,
         extra_coords={"lag": np.arange(1, max(config.shape_axes["seq_len"]) + 1, dtype=np.int32)},
         chunk_function=chunk_function,
+        coord_attrs={**coordinate_attrs([*config.shape_axes, *config.grid.axes]),
+                     "lag": {"long_name": "lag k: the Jacobian of the last state wrt the state k steps earlier",
+                             "units": "steps"}},
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from gradflow.sweep.job import Job
 from gradflow.sweep.layout import OutputLayout
-from gradflow.sweep.results import allocate_variables, consolidate, write_coords
+from gradflow.sweep.results import allocate_variables, consolidate, decode_attrs, write_coords
 from gradflow.sweep.store import SweepLayout
 
 MARKER = re.compile(r"(\d+)-(\d+)")
@@ -217,7 +217,7 @@ def repair_store(directory: str | Path, job: Job, health: Health) -> list[str]:
             done.append(f"reallocated variable {p.where}")
         elif p.kind == "coordinate":
             shutil.rmtree(files.store / p.where, ignore_errors=True)
-            write_coords(group, {p.where: coords[p.where]})
+            write_coords(group, {p.where: coords[p.where]}, {k: dict(v) for k, v in job.coord_attrs.items()})
             done.append(f"rewrote coordinate {p.where}")
         elif p.kind == "marker":
             (files.store / p.where).unlink(missing_ok=True)
@@ -240,8 +240,8 @@ def read_attributes(directory: str | Path) -> dict:
     files = OutputLayout(directory)
     meta = _metadata(files)
     if meta is not None and isinstance(meta.get(".zattrs"), dict):
-        return meta[".zattrs"]
+        return decode_attrs(meta[".zattrs"])
     try:
-        return json.loads((files.store / ".zattrs").read_text())
-    except (OSError, ValueError):
+        return decode_attrs(json.loads((files.store / ".zattrs").read_text()))
+    except (OSError, ValueError, AttributeError):
         return {}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import platform
+import subprocess
 from importlib import metadata
+from pathlib import Path
 
 import jax
 
@@ -18,6 +20,23 @@ def matmul_precision() -> str:
         return str(setting)
     defaults = {"cpu": "default (full float32 on CPU)", "gpu": "default (TF32 on NVIDIA GPUs)", "tpu": "default (bfloat16 passes on TPU)"}
     return defaults.get(jax.default_backend(), "default")
+
+
+def git_commit() -> str | None:
+    """The commit of the gradflow checkout this code runs from (``-dirty`` with uncommitted changes to tracked
+    files), or None when it is not a git checkout (an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def describe_environment() -> dict:
@@ -34,6 +53,7 @@ def describe_environment() -> dict:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "versions": versions,
+        "git_commit": git_commit(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in devices],
         "device_kind": devices[0].device_kind,

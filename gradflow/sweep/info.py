@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from gradflow.sweep.layout import OutputLayout
-from gradflow.sweep.results import open_results
+from gradflow.sweep.results import decode_attrs, open_results
 from gradflow.sweep.store import progress_of
 
 
@@ -33,7 +33,8 @@ def describe_store(directory: str | Path) -> str:
     directory = Path(directory)
     ds = open_results(directory)
     done, total = progress_of(directory)
-    env = ds.attrs.get("environment", {})
+    attrs = decode_attrs(dict(ds.attrs))
+    env = attrs.get("environment", {})
     lines = [
         f"{OutputLayout(directory).store}",
         f"  config hash   {ds.attrs.get('config_hash', '?')[:16]}",

@@ -22,10 +22,13 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Variable:
-    """A stored per-variant output: the dimensions it has beyond the swept ones, and its dtype."""
+    """A stored per-variant output: the dimensions it has beyond the swept ones, its dtype, what it is and its
+    units (stored as the CF attributes ``long_name`` and ``units``; ``"1"``: dimensionless)."""
 
     extra_dims: tuple[str, ...]
     dtype: np.dtype
+    long_name: str = ""
+    units: str = ""
 
 
 def _unchanged(spec: int, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -48,6 +51,7 @@ class Job:
       chunk_size: most variants per work chunk (and per device call): the store's chunk along the grid.
       variables: output name -> :class:`Variable`.
       extra_coords: coordinates of the variables' own axes (``lag``, ``checkpoint``, ...).
+      coord_attrs: coordinate name -> its attributes (``long_name``, ``units``).
       chunk_function: ``(spec, mesh) -> (fn, args)``; ``fn(values, *args)`` returns a dict of (n, ...) arrays.
       finish: ``(spec, outputs) -> outputs`` on the host after a chunk (derived verdicts); identity by default.
     """
@@ -65,6 +69,7 @@ class Job:
     extra_coords: Mapping[str, np.ndarray]
     chunk_function: Callable[[int, Any], tuple[Callable, tuple]]
     finish: Callable[[int, dict], dict] = _unchanged
+    coord_attrs: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, (int, np.integer)) or self.chunk_size < 1:

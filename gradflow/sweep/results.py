@@ -23,14 +23,20 @@ import numpy as np
 from gradflow.sweep.layout import STORE_NAME, OutputLayout
 
 
-#: Descriptions stored with each variable (``long_name``); per-``wrt`` names share a prefix.
-DESCRIPTIONS = {
-    "log10_norm": "log10 of the Frobenius norm of the Jacobian of the last state wrt the state `lag` steps earlier",
-    "horizon": "first lag at which the profile falls below 10^-decades (inf: never within T; NaN: non-finite)",
-    "decay_rate": "least-squares slope of the profile, decades per step (negative: vanishing)",
-    "saturation": "fraction of steps x units with the gate saturated on the probe inputs",
-    "nonfinite": "a lag profile of this variant holds NaN or +inf",
-}
+#: Attributes with structured values, stored as JSON text so that the Dataset stays NetCDF-compatible
+#: (``ds.to_netcdf()`` refuses dicts); :func:`decode_attrs` reads them back.
+JSON_ATTRS = ("config", "environment")
+
+
+def encode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` with the values of :data:`JSON_ATTRS` as JSON text, everything else as it is."""
+    return {k: json.dumps(v, sort_keys=True, default=_jsonable) if k in JSON_ATTRS and not isinstance(v, str) else v
+            for k, v in attrs.items()}
+
+
+def decode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` with the JSON text of :data:`JSON_ATTRS` parsed (a store from before 0.2 held them as dicts)."""
+    return {k: json.loads(v) if k in JSON_ATTRS and isinstance(v, str) else v for k, v in attrs.items()}
 
 
 @dataclasses.dataclass
@@ -81,17 +87,18 @@ class Results:
         first = next((v for v in dataset.data_vars.values() if "lag" not in v.dims), None)
         dims = tuple(first.dims) if first is not None else tuple(names)
         coords = {name: dataset[name].values for name in dataset.coords}
-        return cls(dims, coords, data, dict(dataset.attrs))
+        return cls(dims, coords, data, decode_attrs(dict(dataset.attrs)))
 
 
 @dataclasses.dataclass(frozen=True)
 class VariableSpec:
-    """Dimensions, dtype, shape and storage chunk shape of one stored variable."""
+    """Dimensions, dtype, shape, storage chunk shape and attributes (``long_name``, ``units``) of one variable."""
 
     dims: tuple[str, ...]
     dtype: np.dtype
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
+    attrs: tuple[tuple[str, str], ...] = ()
 
 
 def create_group(
@@ -100,6 +107,7 @@ def create_group(
     coords: dict[str, np.ndarray],
     variables: dict[str, VariableSpec],
     attrs: dict[str, Any],
+    coord_attrs: dict[str, dict] | None = None,
     publish: bool = True,
 ) -> Path:
     """Create an empty results group: coordinates written, variables allocated (floats NaN-filled).
@@ -113,14 +121,14 @@ def create_group(
     """
     import zarr
 
-    attrs = json.loads(json.dumps(attrs, default=_jsonable))
+    attrs = json.loads(json.dumps(encode_attrs(attrs), default=_jsonable))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{owner_tag()}-{uuid.uuid4().hex}")
     group = zarr.open_group(tmp, mode="w-", zarr_format=2)
     group.attrs.update(attrs)
     with writing_every_chunk():
-        write_coords(group, coords)
+        write_coords(group, coords, coord_attrs)
     allocate_variables(group, variables)
     zarr.consolidate_metadata(tmp, zarr_format=2)
     if not publish:
@@ -150,13 +158,14 @@ def owner_tag() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def write_coords(group, coords: dict[str, np.ndarray]) -> None:
-    """Write each coordinate as one whole chunk, labelled with its own dimension."""
+def write_coords(group, coords: dict[str, np.ndarray], attrs: dict[str, dict] | None = None) -> None:
+    """Write each coordinate as one whole chunk, labelled with its own dimension and its ``attrs`` (long name, units)."""
     for name, values in coords.items():
         values = np.asarray(values)
         array = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape or None,
                                    fill_value=None)
         array.attrs["_ARRAY_DIMENSIONS"] = [name]
+        array.attrs.update((attrs or {}).get(name, {}))
         array[...] = values
 
 
@@ -169,9 +178,7 @@ def allocate_variables(group, variables: dict[str, VariableSpec]) -> None:
         array = group.create_array(name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks,
                                    fill_value=np.nan if floating else None)
         array.attrs["_ARRAY_DIMENSIONS"] = list(spec.dims)
-        description = DESCRIPTIONS.get(name.split("_")[0], DESCRIPTIONS.get(name.rsplit("_", 1)[0]))
-        if description:
-            array.attrs["long_name"] = description
+        array.attrs.update(dict(spec.attrs))
 
 
 def writing_every_chunk():

@@ -77,6 +77,7 @@ def compute_chunks(
     per_device = layout.chunks.variants_per_chunk
     x64 = jax.enable_x64(True) if job.dtype == "float64" else contextlib.nullcontext()
     with x64, progress(len(items), desc=job.title, enabled=show_progress) as bar:
+        rate = VariantRate()
         pending, compiled = None, (None, None)
         for batch in _batches(items, mesh.size):
             spec = batch[0][0]
@@ -87,19 +88,36 @@ def compute_chunks(
             padded = ranges + [ranges[-1]] * (mesh.size - len(ranges))  # idle devices repeat the last chunk
             parts = [pad_variants(values, lo, hi, per_device) for lo, hi in padded]
             stacked = {k: np.concatenate([p[k] for p in parts]) for k in values}
-            started = time.perf_counter()
+            rate.start()
             out = fn(stacked, *args)  # dispatched asynchronously: the previous batch is stored meanwhile
             if pending is not None:
-                yield from _split(job, *pending, bar)
-            pending = (batch, ranges, per_device, out, started)
+                yield from _split(job, *pending, bar, rate)
+            pending = (batch, ranges, per_device, out)
         if pending is not None:
-            yield from _split(job, *pending, bar)
+            yield from _split(job, *pending, bar, rate)
 
 
-def _split(job, batch, ranges, per_device, out, started, bar):
+class VariantRate:
+    """Variants finished per second of wall time since the first dispatch: the rate as actually run (a
+    per-batch rate with batches in flight counted each batch's wait for the others)."""
+
+    def __init__(self):
+        self.begun: float | None = None
+        self.variants = 0
+
+    def start(self) -> None:
+        if self.begun is None:
+            self.begun = time.perf_counter()
+
+    def add(self, n: int) -> str:
+        """Count ``n`` more finished variants; the rate, in words."""
+        self.variants += n
+        return f"{self.variants / max(time.perf_counter() - self.begun, 1e-9):.0f} variants/s"
+
+
+def _split(job, batch, ranges, per_device, out, bar, rate: VariantRate):
     out = {k: np.asarray(v) for k, v in out.items()}
-    n_variants = sum(hi - lo for lo, hi in ranges)
-    bar.set_postfix_str(f"{n_variants / (time.perf_counter() - started):.0f} variants/s")
+    bar.set_postfix_str(rate.add(sum(hi - lo for lo, hi in ranges)))
     for d, ((spec, chunk), (lo, hi)) in enumerate(zip(batch, ranges)):
         yield spec, chunk, job.finish(spec, {k: v[d * per_device : d * per_device + hi - lo] for k, v in out.items()})
         bar.update(1)

@@ -27,7 +27,7 @@ import numpy as np
 from gradflow.sweep.chunks import ChunkLayout
 from gradflow.sweep.job import Job, config_hash
 from gradflow.sweep.layout import OutputLayout
-from gradflow.sweep.results import VariableSpec, consolidate, create_group, owner_tag, writing_every_chunk
+from gradflow.sweep.results import VariableSpec, consolidate, create_group, decode_attrs, owner_tag, writing_every_chunk
 
 
 class StoreMismatchError(ValueError):
@@ -83,7 +83,8 @@ class SweepLayout:
         out = {}
         for name, var in self.job.variables.items():
             sizes = tuple(len(extra[d]) for d in var.extra_dims)
-            out[name] = VariableSpec(dims + var.extra_dims, np.dtype(var.dtype), shape + sizes, chunks + sizes)
+            attrs = tuple((k, v) for k, v in (("long_name", var.long_name), ("units", var.units)) if v)
+            out[name] = VariableSpec(dims + var.extra_dims, np.dtype(var.dtype), shape + sizes, chunks + sizes, attrs)
         return out
 
     def coords(self) -> dict[str, np.ndarray]:
@@ -171,7 +172,8 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
             "work_chunks": layout.n_work,
             "shape_combinations": layout.n_specs,
         }
-        create_group(path, coords=layout.coords(), variables=layout.variables(), attrs=attrs)
+        create_group(path, coords=layout.coords(), variables=layout.variables(), attrs=attrs,
+                     coord_attrs={k: dict(v) for k, v in job.coord_attrs.items()})
     found = _stored_hash(path)
     if found != digest:  # replaced by a process of another config meanwhile
         raise _mismatch(path, found, digest)
@@ -249,7 +251,7 @@ def _alive(pid: int) -> bool:
 def stored_attrs(directory: str | Path) -> dict:
     """The attributes of ``DIR/results.zarr`` (read from its consolidated metadata, no xarray)."""
     meta = json.loads(OutputLayout(directory).metadata.read_text())
-    return meta["metadata"][".zattrs"]
+    return decode_attrs(meta["metadata"][".zattrs"])
 
 
 def progress_of(directory: str | Path) -> tuple[int, int]:
