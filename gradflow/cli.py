@@ -89,7 +89,8 @@ def cmd_sweep(args) -> int:
 
         raise ConfigError(str(err)) from None
     if args.distributed:
-        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                               timeout=args.distributed_timeout, log=sys.stderr)
     share = process_share(args.shard)
     out = Path(args.out)
     _enable_compilation_cache()
@@ -253,6 +254,8 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="jax.distributed coordinator")
     parser.add_argument("--num-processes", type=int, default=None, help="jax.distributed process count")
     parser.add_argument("--process-id", type=int, default=None, help="jax.distributed process id")
+    parser.add_argument("--distributed-timeout", type=int, default=300, metavar="SECONDS",
+                        help="how long to wait for every jax.distributed process to arrive (default 300)")
     parser.add_argument("--break-lease", action="store_true",
                         help="remove the leases of writers of another config that are gone for good (a crashed host)")
     parser.add_argument("--no-plot", action="store_true", help="do not draw figures when the store is complete")
@@ -325,10 +328,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:
-        if args.command not in ("diagnose", "check"):  # elsewhere a ValueError is a bug, not bad input: let it show
-            raise
-        print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        if args.command in ("diagnose", "check", "plot", "info"):  # input files: their errors name what is wrong
+            print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        return _unexpected(args, err)
+    except Exception as err:  # noqa: BLE001  (a bug: one line for the user, the traceback on request)
+        return _unexpected(args, err)
+
+
+def _unexpected(args, err: Exception) -> int:
+    """An error gradflow did not expect: one line (exit 1); ``GRADFLOW_DEBUG=1`` shows the traceback."""
+    if os.environ.get("GRADFLOW_DEBUG"):
+        raise err
+    print(f"gradflow {args.command}: unexpected error (likely a bug in gradflow; please report it with the command): "
+          f"{type(err).__name__}: {err}; GRADFLOW_DEBUG=1 shows the traceback", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -88,7 +88,10 @@ def test_sigint_mid_sweep_exits_130_and_a_rerun_completes_the_same_store(tmp_pat
         assert proc.poll() is None, proc.stderr.read()[-3000:]
         assert time.monotonic() < deadline, "no chunk finished in time"
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGSTOP)  # frozen mid-sweep, whatever the machine's speed
+    assert len(os.listdir(markers)) < 60, "the sweep finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # delivered when it continues
+    proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert "run the same command again to resume" in err and "Traceback" not in err
@@ -99,3 +102,53 @@ def test_sigint_mid_sweep_exits_130_and_a_rerun_completes_the_same_store(tmp_pat
     assert subprocess.run(_cli("sweep", str(config), "--out", str(whole), "--quiet", "--no-plot"), env=_env(),
                           capture_output=True, text=True, timeout=300).returncode == 0
     _assert_same_store(out, whole)
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path, capsys):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(SMALL.replace("[model]", "# température\n[model]").encode("latin-1"))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    line = _error_line(capsys)
+    assert str(path) in line and "is not UTF-8 text" in line
+
+
+def test_a_read_only_output_path_exits_2_with_one_line(config, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def read_only(self):
+        raise OSError(errno.EROFS, "Read-only file system", str(self.path))
+
+    monkeypatch.setattr("gradflow.sweep.lease.WriterLease.__enter__", read_only)
+    assert main(["sweep", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "Read-only file system" in _error_line(capsys)
+
+
+@pytest.mark.slow
+def test_a_distributed_peer_that_never_arrives_ends_the_wait_with_a_message(config, tmp_path):
+    """JAX alone waits 300 s in silence, then aborts the process from C++ (exit 134, a stack trace)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    done = subprocess.run(_cli("sweep", str(config), "--out", str(tmp_path / "out"), "--quiet", "--distributed",
+                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0",
+                               "--distributed-timeout", "3"), env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "waiting up to 3 s for every process to arrive" in done.stderr
+    assert "not every process of the job arrived" in done.stderr and "Check failure" not in done.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_comes_on_request(config, tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("gradflow.sweep.runner.run_job", broken)
+    assert main(["sweep", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error" in err and "ZeroDivisionError: a bug" in err and "Traceback" not in err
+    monkeypatch.setenv("GRADFLOW_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["sweep", str(config), "--out", str(tmp_path / "out"), "--quiet"])

@@ -102,24 +102,34 @@ def test_break_lease_removes_the_leases_of_other_configs(tmp_path, reference, sl
 @pytest.mark.slow
 def test_the_reported_race_cannot_mix_configs(tmp_path):
     """The repro of the issue with real processes: A writes; B --overwrite --shard 0/2 is refused; after A,
-    B --shard 1/2 without --overwrite is refused too; the store holds A, labelled A."""
+    B --shard 1/2 without --overwrite is refused too; the store holds A, labelled A. A is frozen (SIGSTOP) while
+    B tries, so the race does not depend on timing: a stopped process is alive and its lease holds."""
     a, b = tmp_path / "a.toml", tmp_path / "b.toml"
     a.write_text(SLOW)
     b.write_text(SLOW.replace("seq_len = 1500", "seq_len = 1500\ninput_seed = 1"))
     out = tmp_path / "out"
     writer = subprocess.Popen(_cli("sweep", str(a), "--out", str(out), "--quiet", "--no-plot"), env=_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    markers = out / STORE_NAME / DONE_DIR
-    deadline = time.monotonic() + 240
-    while not (markers.is_dir() and len(os.listdir(markers)) >= 2):
-        assert writer.poll() is None, writer.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "no chunk finished in time"
-        time.sleep(0.01)
-    other = subprocess.run(_cli("sweep", str(b), "--out", str(out), "--overwrite", "--shard", "0/2", "--quiet",
-                                "--no-plot"), env=_env(), capture_output=True, text=True, timeout=300)
-    assert other.returncode == 2 and "being written by a sweep of another config" in other.stderr, other.stderr
-    assert writer.wait(timeout=600) == 0, writer.stderr.read()[-3000:]
-    writer.stderr.close()
+    try:
+        markers = out / STORE_NAME / DONE_DIR
+        deadline = time.monotonic() + 240
+        while not (markers.is_dir() and len(os.listdir(markers)) >= 2):
+            assert writer.poll() is None, writer.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no chunk finished in time"
+            time.sleep(0.005)
+        writer.send_signal(signal.SIGSTOP)
+        assert len(os.listdir(markers)) < 60, "A finished before it could be frozen"
+        other = subprocess.run(_cli("sweep", str(b), "--out", str(out), "--overwrite", "--shard", "0/2", "--quiet",
+                                    "--no-plot"), env=_env(), capture_output=True, text=True, timeout=300)
+        assert other.returncode == 2 and "being written by a sweep of another config" in other.stderr, other.stderr
+        writer.send_signal(signal.SIGCONT)
+        assert writer.wait(timeout=600) == 0, writer.stderr.read()[-3000:]
+    finally:
+        if writer.poll() is None:
+            writer.send_signal(signal.SIGCONT)
+            writer.kill()
+            writer.wait()
+        writer.stderr.close()
     late = subprocess.run(_cli("sweep", str(b), "--out", str(out), "--shard", "1/2", "--quiet", "--no-plot"),
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert late.returncode == 2 and "pass --overwrite" in late.stderr, late.stderr

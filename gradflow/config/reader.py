@@ -94,7 +94,11 @@ def read_config_file(path: str | Path) -> tuple[str, Path]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    return path.read_text(), path
+    try:
+        return path.read_text(encoding="utf-8"), path
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); "
+                          "TOML files are UTF-8") from None
 
 
 def _read_table(name: str, table: type, given: dict[str, Any], command: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 
 
 class ShareError(ValueError):
@@ -59,12 +61,43 @@ def process_share(shard: tuple[int, int] | None = None) -> tuple[int, int]:
     return index * P + jax.process_index(), count * P
 
 
-def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
-    """Join a ``jax.distributed`` job; with no arguments JAX reads them from the cluster (SLURM, TPU pods...)."""
+#: Seconds a process waits for all of a jax.distributed job to arrive (``--distributed-timeout``).
+DISTRIBUTED_TIMEOUT_S = 300
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None, *,
+                           timeout: int = DISTRIBUTED_TIMEOUT_S, log=None) -> None:
+    """Join a ``jax.distributed`` job; with no arguments JAX reads them from the cluster (SLURM, TPU pods...).
+
+    Says on ``log`` (a file, e.g. stderr) what it waits for. JAX aborts the whole process (a fatal C++ check,
+    after 300 s in silence) when a peer never arrives, which no Python code can catch; so a watchdog ends the
+    wait first: after ``timeout`` seconds it writes one line saying what did not arrive and exits the process
+    with status 2 (JAX's own deadline is set a minute later).
+
+    Raises:
+      ShareError: the arguments cannot form a job (no coordinator outside a cluster, ...).
+    """
     import jax
 
+    who = f"process {process_id} of {num_processes}" if num_processes else "this process (as the cluster assigns)"
+    where = coordinator or "the coordinator the cluster names"
+    if log is not None:
+        print(f"gradflow: joining a jax.distributed job as {who} at {where}; waiting up to {timeout} s for every "
+              "process to arrive", file=log, flush=True)
+    joined = threading.Event()
+
+    def watchdog():
+        if not joined.wait(timeout):
+            print(f"gradflow: error: --distributed: not every process of the job arrived at {where} within {timeout} s "
+                  f"(this is {who}); start them all, or raise --distributed-timeout", file=sys.stderr, flush=True)
+            os._exit(2)
+
+    threading.Thread(target=watchdog, name="gradflow-distributed-watchdog", daemon=True).start()
     try:
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+                                   initialization_timeout=timeout + 60)
     except (ValueError, RuntimeError) as err:
         raise ShareError(f"--distributed could not join a jax.distributed job ({err}); give --coordinator HOST:PORT "
                          "--num-processes N --process-id I, or run where JAX finds them (SLURM, TPU pods)") from None
+    finally:
+        joined.set()
