@@ -22,3 +22,15 @@ LOG10_ATOL = {np.dtype("float32"): 2e-4, np.dtype("float64"): 1e-10}
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def small_reference(tmp_path_factory):
+    """test_store.SMALL swept in this process: the store that damaged, concurrent and repaired ones must equal."""
+    from gradflow.config import parse_config
+    from gradflow.profiles.job import run_sweep
+    from test_store import SMALL
+
+    out = tmp_path_factory.mktemp("reference")
+    run_sweep(parse_config(SMALL), out, show_progress=False)
+    return out

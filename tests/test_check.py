@@ -23,10 +23,8 @@ from test_store import SMALL, _assert_same_store
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    run_sweep(parse_config(SMALL), out, show_progress=False)
-    return out
+def reference(small_reference):
+    return small_reference
 
 
 @pytest.fixture

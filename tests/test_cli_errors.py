@@ -12,8 +12,7 @@ import pytest
 
 from gradflow.cli import main
 from gradflow.lstm.checks import read_npz
-from gradflow.sweep.layout import DONE_DIR, STORE_NAME
-from test_store import SLOW, SMALL, _assert_same_store, _cli, _env
+from test_store import SLOW, SMALL, _assert_same_store, _cli, _env, wait_for_chunks
 
 
 @pytest.fixture
@@ -82,12 +81,7 @@ def test_sigint_mid_sweep_exits_130_and_a_rerun_completes_the_same_store(tmp_pat
     out = tmp_path / "out"
     proc = subprocess.Popen(_cli("sweep", str(config), "--out", str(out), "--quiet", "--no-plot"), env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    markers = out / STORE_NAME / DONE_DIR
-    deadline = time.monotonic() + 240
-    while not (markers.is_dir() and len(os.listdir(markers)) >= 3):
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "no chunk finished in time"
-        time.sleep(0.01)
+    markers = wait_for_chunks(proc, out, 3)
     proc.send_signal(signal.SIGSTOP)  # frozen mid-sweep, whatever the machine's speed
     assert len(os.listdir(markers)) < 60, "the sweep finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)  # delivered when it continues

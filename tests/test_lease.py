@@ -16,18 +16,16 @@ import pytest
 
 from gradflow.config import parse_config
 from gradflow.profiles.job import run_sweep
-from gradflow.sweep.layout import DONE_DIR, STORE_NAME, WRITERS_DIR
+from gradflow.sweep.layout import WRITERS_DIR
 from gradflow.sweep.lease import StoreBusyError, WriterLease, read_leases
-from test_store import SLOW, SMALL, _assert_same_store, _cli, _env
+from test_store import SLOW, SMALL, _assert_same_store, _cli, _env, wait_for_chunks
 
 OTHER = SMALL.replace("seq_len = 20", "seq_len = 20\ninput_seed = 1")  # same grid, other probe inputs
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    run_sweep(parse_config(SMALL), out, show_progress=False)
-    return out
+def reference(small_reference):
+    return small_reference
 
 
 @pytest.fixture
@@ -111,12 +109,7 @@ def test_the_reported_race_cannot_mix_configs(tmp_path):
     writer = subprocess.Popen(_cli("sweep", str(a), "--out", str(out), "--quiet", "--no-plot"), env=_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        markers = out / STORE_NAME / DONE_DIR
-        deadline = time.monotonic() + 240
-        while not (markers.is_dir() and len(os.listdir(markers)) >= 2):
-            assert writer.poll() is None, writer.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "no chunk finished in time"
-            time.sleep(0.005)
+        markers = wait_for_chunks(writer, out, 2)
         writer.send_signal(signal.SIGSTOP)
         assert len(os.listdir(markers)) < 60, "A finished before it could be frozen"
         other = subprocess.run(_cli("sweep", str(b), "--out", str(out), "--overwrite", "--shard", "0/2", "--quiet",

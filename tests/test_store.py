@@ -83,6 +83,17 @@ def _assert_same_store(got: Path, want: Path) -> None:
     assert sorted(os.listdir(got / STORE_NAME / DONE_DIR)) == sorted(os.listdir(want / STORE_NAME / DONE_DIR))
 
 
+def wait_for_chunks(proc: subprocess.Popen, out: Path, n: int, *, timeout: float = 240) -> Path:
+    """Wait until the sweep ``proc`` writing ``out`` has marked ``n`` chunks done; returns the marker folder."""
+    markers = out / STORE_NAME / DONE_DIR
+    deadline = time.monotonic() + timeout
+    while not (markers.is_dir() and len(os.listdir(markers)) >= n):
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no chunk finished in time"
+        time.sleep(0.005)
+    return markers
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """SMALL swept in this process: the reference the other runs must equal."""
@@ -202,12 +213,7 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_store(tmp_path
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli("sweep", str(config), "--out", str(killed), "--quiet", "--no-plot"),
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    markers = killed / STORE_NAME / DONE_DIR
-    deadline = time.monotonic() + 240
-    while not (markers.is_dir() and len(os.listdir(markers)) >= 5):
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "no chunk finished in time"
-        time.sleep(0.01)
+    wait_for_chunks(proc, killed, 5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     proc.stderr.close()
