@@ -10,6 +10,7 @@ import pytest
 # Compiled programs persist between runs (the suite is compile-bound on a 2-core CPU).
 _cache = os.environ.get("GRADFLOW_TEST_CACHE_DIR", str(Path.home() / ".cache" / "gradflow" / "xla-tests"))
 jax.config.update("jax_compilation_cache_dir", _cache)
+os.environ.setdefault("GRADFLOW_CACHE_DIR", _cache)  # the CLI's own cache, when a test runs a command
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # the suite compiles many small programs
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -34,3 +35,20 @@ def small_reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
     run_sweep(parse_config(SMALL), out, show_progress=False)
     return out
+
+
+_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_suites_compilation_cache():
+    """A test that runs a command (gradflow.cli sets JAX's cache to its own, caching only compiles over 0.5 s)
+    would leave every later test recompiling its small programs (3x slower): restore the suite's settings."""
+    before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
+    yield
+    if any(getattr(jax.config, name) != value for name, value in before.items()):
+        from jax.experimental.compilation_cache import compilation_cache
+
+        for name, value in before.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()
