@@ -162,7 +162,8 @@ def _health(directory):
 
 
 def cmd_check(args) -> int:
-    """Check a store (decoding every marked chunk unless --quick); with --repair, fix what can be fixed."""
+    """Check a store (decoding every marked chunk unless --quick); with --repair, fix what can be fixed and
+    recompute exactly the damaged work items."""
     from gradflow.sweep.check import check_store, repair_store
     from gradflow.workflows import job_of_store
 
@@ -172,7 +173,7 @@ def cmd_check(args) -> int:
     if health.ok:
         return 0
     if not args.repair:
-        print(f"run 'gradflow check {args.dir} --repair', then rerun the sweep to recompute the damaged work items")
+        print(f"run 'gradflow check {args.dir} --repair' to repair it and recompute exactly the damaged work items")
         return 1
     from gradflow.sweep.lease import WriterLease
 
@@ -180,8 +181,11 @@ def cmd_check(args) -> int:
         actions = repair_store(args.dir, job, health)
     for action in actions:
         print(f"  repaired: {action}")
-    command = "collapse" if job.kind == "collapse" else "sweep"
-    print(f"now rerun 'gradflow {command} {OutputLayout(args.dir).config_file} --out {args.dir}' to recompute them")
+    from gradflow.sweep.runner import run_job
+
+    _enable_compilation_cache()
+    report = run_job(job, args.dir, show_progress=not args.quiet)  # only the unmarked (damaged) items
+    print(f"  recomputed {report.computed} damaged work item(s); store {report.done}/{report.total} chunks done")
     return 0
 
 
@@ -300,10 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--quiet", action="store_true", help="no progress output")
     diagnose.set_defaults(func=cmd_diagnose)
     check = sub.add_parser("check", help="verify a store: metadata, coordinates, markers, every chunk marked done "
-                           "present and decoding; --repair unmarks what is damaged so a rerun recomputes it")
+                           "present and decoding; --repair fixes it and recomputes exactly the damaged work items")
     check.add_argument("dir", help="a directory written by 'gradflow sweep', 'run' or 'collapse'")
-    check.add_argument("--repair", action="store_true", help="fix metadata and coordinates, unmark damaged work items")
+    check.add_argument("--repair", action="store_true",
+                       help="fix metadata and coordinates, then recompute exactly the damaged work items")
     check.add_argument("--quick", action="store_true", help="only look for files; do not decode the chunks")
+    check.add_argument("--quiet", action="store_true", help="no progress output while recomputing")
     check.set_defaults(func=cmd_check)
     info = sub.add_parser("info", help="summarise a results store: config, progress, environment, variables")
     info.add_argument("dir", help="a directory written by 'gradflow sweep' or 'gradflow run'")
