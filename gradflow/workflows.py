@@ -15,7 +15,7 @@ from gradflow.collapse.job import collapse_job
 from gradflow.collapse.table import collapse_table
 from gradflow.config import Config, load_config, parse_config
 from gradflow.profiles.job import profile_job
-from gradflow.sweep.check import read_attributes
+from gradflow.sweep.store import read_attributes
 from gradflow.sweep.job import Job
 from gradflow.sweep.layout import OutputLayout
 from gradflow.sweep.results import Results

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from gradflow.cli import main
-from gradflow.sweep.check import check_store, read_attributes
+from gradflow.sweep.check import check_store
+from gradflow.sweep.store import read_attributes
 from gradflow.sweep.layout import STORE_NAME
 from gradflow.workflows import job_of_store
 

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from gradflow.sweep.job import Job
-from gradflow.sweep.layout import OutputLayout
-from gradflow.sweep.results import allocate_variables, consolidate, decode_attrs, write_coords
-from gradflow.sweep.store import SweepLayout
-
-MARKER = re.compile(r"(\d+)-(\d+)")
-
+from gradflow.sweep.layout import OutputLayout, parse_marker
+from gradflow.sweep.results import allocate_variables, consolidate, write_coords
+from gradflow.sweep.store import SweepLayout, consolidated_metadata, read_attributes
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
@@ -82,14 +78,6 @@ def chunk_key(region: tuple[slice, ...], chunks: tuple[int, ...], extra_dims: in
     return ".".join(str(i) for i in index) or "0"
 
 
-def _metadata(files: OutputLayout) -> dict | None:
-    try:
-        meta = json.loads(files.metadata.read_text())
-        return meta["metadata"] if isinstance(meta.get("metadata"), dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def _array_meta(files: OutputLayout, name: str) -> dict | None:
     try:
         return json.loads((files.store / name / ".zarray").read_text())
@@ -107,7 +95,7 @@ def check_store(directory: str | Path, job: Job, *, decode: bool = False) -> Hea
     """
     files, layout = OutputLayout(directory), SweepLayout(job)
     problems: list[Problem] = []
-    meta = _metadata(files)
+    meta = consolidated_metadata(directory)
     if meta is None:
         problems.append(Problem("metadata", ".zmetadata", "missing or unreadable consolidated metadata"))
     elif meta.get(".zattrs", {}).get("config_hash") != job.config_hash():
@@ -136,8 +124,7 @@ def _check_coordinate(files: OutputLayout, name: str, want: np.ndarray) -> list[
     stored = _array_meta(files, name)
     if stored is None:
         return [Problem("coordinate", name, "missing (no .zarray)")]
-    key = chunk_key(tuple(slice(0, n) for n in want.shape), tuple(want.shape) or (1,), 0) if want.shape else "0"
-    if not (files.store / name / key).is_file():
+    if not (files.store / name / "0").is_file():  # a coordinate is one whole chunk (write_coords)
         return [Problem("coordinate", name, "its chunk is missing (it would read as the fill value)")]
     import zarr
 
@@ -157,9 +144,9 @@ def _markers(files: OutputLayout, layout: SweepLayout) -> tuple[set[tuple[int, i
         return marked, strays
     n_chunks = layout.chunks.n_chunks
     for path in sorted(files.done_dir.iterdir()):
-        match = MARKER.fullmatch(path.name)
-        if match and path.is_file() and int(match[1]) < layout.n_specs and int(match[2]) < n_chunks:
-            marked.add((int(match[1]), int(match[2])))
+        item = parse_marker(path.name)
+        if item and path.is_file() and item[0] < layout.n_specs and item[1] < n_chunks:
+            marked.add(item)
         else:
             strays.append(path.name)
     return marked, strays
@@ -203,7 +190,7 @@ def repair_store(directory: str | Path, job: Job, health: Health) -> list[str]:
     import zarr
 
     files, layout = OutputLayout(directory), SweepLayout(job)
-    attrs = read_attributes(directory)
+    attrs = read_attributes(directory)  # the consolidated metadata may be what is damaged
     if attrs.get("config_hash") != job.config_hash():
         raise ValueError(f"{str(files.store)!r} has lost its attributes or belongs to another config: it cannot be "
                          "repaired; rerun with --overwrite to start it again")
@@ -232,16 +219,3 @@ def repair_store(directory: str | Path, job: Job, health: Health) -> list[str]:
         consolidate(files.store)
         done.append("rewrote the consolidated metadata")
     return done
-
-
-def read_attributes(directory: str | Path) -> dict:
-    """The store's attributes, from the consolidated metadata or, failing that, the group's own ``.zattrs``
-    (empty if neither is readable)."""
-    files = OutputLayout(directory)
-    meta = _metadata(files)
-    if meta is not None and isinstance(meta.get(".zattrs"), dict):
-        return decode_attrs(meta[".zattrs"])
-    try:
-        return decode_attrs(json.loads((files.store / ".zattrs").read_text()))
-    except (OSError, ValueError, AttributeError):
-        return {}

@@ -96,11 +96,6 @@ class Job:
         """Variants per shape combination."""
         return math.prod(self.grid_shape)
 
-    def spec_setting(self, spec: int) -> dict[str, Any]:
-        """The shape settings of combination ``spec`` (C order over :attr:`spec_axes`)."""
-        index = np.unravel_index(spec, [len(v) for v in self.spec_axes.values()]) if self.spec_axes else ()
-        return {k: v[int(i)] for (k, v), i in zip(self.spec_axes.items(), index)}
-
     def config_hash(self) -> str:
         """SHA-256 of the resolved config: equal for jobs that compute the same thing."""
         return config_hash(self.config)

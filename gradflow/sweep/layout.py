@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 STORE_NAME = "results.zarr"
@@ -71,3 +72,9 @@ class OutputLayout:
     @property
     def writers(self) -> Path:
         return self.root / WRITERS_DIR
+
+
+def parse_marker(name: str) -> tuple[int, int] | None:
+    """``(spec, chunk)`` of a done marker's file name (see :meth:`OutputLayout.marker`); None for any other name."""
+    match = re.fullmatch(r"(\d+)-(\d+)", name)
+    return (int(match[1]), int(match[2])) if match else None

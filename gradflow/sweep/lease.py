@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from gradflow.sweep.layout import OutputLayout
+from gradflow.sweep.results import owner_tag
 
 #: Seconds between heartbeats of a live lease.
 HEARTBEAT_S = 30.0
@@ -48,7 +49,7 @@ class Lease:
     def live(self) -> bool:
         """The process runs (this host), or its heartbeat is recent (another host)."""
         if self.host == socket.gethostname():
-            return _alive(self.pid)
+            return process_alive(self.pid)
         try:
             return time.time() - self.path.stat().st_mtime < STALE_S
         except FileNotFoundError:
@@ -58,7 +59,8 @@ class Lease:
         return f"process {self.pid} on {self.host} (config {self.config_hash[:12]}, since {self.started})"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (one owned by another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -103,7 +105,7 @@ class WriterLease:
         self.directory = Path(directory)
         self.config_hash = config_hash
         host = socket.gethostname()
-        self.path = OutputLayout(directory).writers / f"{host}-{os.getpid()}-{uuid.uuid4().hex}.json"
+        self.path = OutputLayout(directory).writers / f"{owner_tag()}-{uuid.uuid4().hex}.json"
         self.record = {"config_hash": config_hash, "host": host, "pid": os.getpid(),
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self._stop = threading.Event()

@@ -26,7 +26,8 @@ import numpy as np
 
 from gradflow.sweep.chunks import ChunkLayout
 from gradflow.sweep.job import Job, config_hash
-from gradflow.sweep.layout import OutputLayout
+from gradflow.sweep.layout import OutputLayout, parse_marker
+from gradflow.sweep.lease import process_alive
 from gradflow.sweep.results import VariableSpec, consolidate, create_group, decode_attrs, owner_tag, writing_every_chunk
 
 
@@ -143,8 +144,8 @@ def open_store(directory: str | Path, job: Job, *, environment: dict, overwrite:
     digest = config_hash(job.config)
     remove_leftovers(directory)
     found = _stored_hash(path) if path.exists() else digest
-    if found is None and _own_hash(path) == digest:  # lost consolidated metadata: rebuild it from the arrays
-        consolidate(path)
+    if found is None and read_attributes(directory).get("config_hash") == digest:  # lost consolidated metadata:
+        consolidate(path)  # rebuild it from the arrays
         found = _stored_hash(path)
     if found != digest:
         if not overwrite:
@@ -187,18 +188,10 @@ def _mismatch(path: Path, found: str | None, digest: str) -> StoreMismatchError:
 
 
 def _stored_hash(path: Path) -> str | None:
-    """The config hash of the store at ``path``; None if it has no readable metadata."""
+    """The config hash of the store at ``path``; None if it has no readable consolidated metadata."""
     try:
         return stored_attrs(path.parent).get("config_hash")
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _own_hash(path: Path) -> str | None:
-    """The config hash in the group's own ``.zattrs`` (when the consolidated metadata is lost)."""
-    try:
-        return json.loads((path / ".zattrs").read_text()).get("config_hash")
-    except (OSError, ValueError, AttributeError):
+    except (FileNotFoundError, ValueError):  # no metadata, or an attribute that is not JSON
         return None
 
 
@@ -224,7 +217,7 @@ def remove_leftovers(directory: str | Path) -> list[Path]:
         if not (match or path.name.startswith((".results.zarr.tmp-", ".results.zarr.old-"))):
             continue
         if match and match["host"] == host:
-            stale = not _alive(int(match["pid"]))
+            stale = not process_alive(int(match["pid"]))
         else:
             try:
                 stale = time.time() - path.stat().st_mtime > LEFTOVER_AGE_S
@@ -236,22 +229,38 @@ def remove_leftovers(directory: str | Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+def consolidated_metadata(directory: str | Path) -> dict | None:
+    """The consolidated metadata of ``DIR/results.zarr`` (its ``metadata`` mapping); None if missing or unreadable."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        meta = json.loads(OutputLayout(directory).metadata.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta["metadata"] if isinstance(meta, dict) and isinstance(meta.get("metadata"), dict) else None
 
 
 def stored_attrs(directory: str | Path) -> dict:
-    """The attributes of ``DIR/results.zarr`` (read from its consolidated metadata, no xarray)."""
-    meta = json.loads(OutputLayout(directory).metadata.read_text())
-    return decode_attrs(meta["metadata"][".zattrs"])
+    """The attributes of ``DIR/results.zarr`` (read from its consolidated metadata, no xarray).
+
+    Raises:
+      FileNotFoundError: the store has no readable consolidated metadata.
+    """
+    meta = consolidated_metadata(directory)
+    if meta is None or not isinstance(meta.get(".zattrs"), dict):
+        raise FileNotFoundError(f"{str(OutputLayout(directory).store)!r} has no readable consolidated metadata")
+    return decode_attrs(meta[".zattrs"])
+
+
+def read_attributes(directory: str | Path) -> dict:
+    """The store's attributes, from the consolidated metadata or, failing that, the group's own ``.zattrs``
+    (empty if neither is readable)."""
+    try:
+        return stored_attrs(directory)
+    except FileNotFoundError:
+        pass
+    try:
+        return decode_attrs(json.loads((OutputLayout(directory).store / ".zattrs").read_text()))
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def progress_of(directory: str | Path) -> tuple[int, int]:
@@ -265,7 +274,7 @@ def progress_of(directory: str | Path) -> tuple[int, int]:
     done = OutputLayout(directory).done_dir
     count = 0
     for path in done.iterdir() if done.is_dir() else ():
-        match = re.fullmatch(r"(\d+)-(\d+)", path.name)
-        if match and (not specs or (int(match[1]) < specs and int(match[2]) < total // specs)):
+        item = parse_marker(path.name)
+        if item and (not specs or (item[0] < specs and item[1] < total // specs)):
             count += 1
     return count, total
