@@ -34,7 +34,11 @@ def job_of_store(directory: str | Path) -> Job:
         raise ValueError(f"{str(OutputLayout(directory).store)!r} has no readable gradflow attributes; "
                          "only --overwrite can start it again")
     kind = attrs.get("kind", "collapse" if "collapse" in str(attrs.get("title", "")) else "profiles")
-    command, build = {"profiles": ("sweep", profile_job), "collapse": ("collapse", collapse_job)}[kind]
+    builders = {"profiles": ("sweep", profile_job), "collapse": ("collapse", collapse_job)}
+    if kind not in builders:
+        raise ValueError(f"{str(OutputLayout(directory).store)!r} was written by a job of kind {kind!r}, which this "
+                         f"gradflow does not know (it knows {sorted(builders)}); use the gradflow that wrote it")
+    command, build = builders[kind]
     job = build(parse_config(attrs["config_source"], command=command, source_name=f"the config stored in {directory}",
                              base_dir=Path(directory)))
     if job.config_hash() != attrs.get("config_hash"):

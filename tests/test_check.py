@@ -125,3 +125,13 @@ def test_a_torn_last_line_of_the_run_log_does_not_swallow_the_next_record(store)
     lines = log.read_text().splitlines()
     assert lines[-2] == '{"computed": 3, "path": "/tor'
     assert json.loads(lines[-1])["computed"] == 0
+
+
+def test_a_store_of_a_kind_gradflow_does_not_know_is_refused_by_name(store, capsys):
+    from gradflow.sweep.results import consolidate
+
+    attrs = store / STORE_NAME / ".zattrs"
+    attrs.write_text(attrs.read_text().replace('"kind": "profiles"', '"kind": "spectra"'))
+    consolidate(store / STORE_NAME)
+    assert main(["check", str(store)]) == 2
+    assert "a job of kind 'spectra', which this gradflow does not know" in capsys.readouterr().err
