@@ -168,6 +168,46 @@ def step_lag_norms(
     return _profile(lambda sx, M: pullback(*sx, M), (consumed, xs), rows, in_dims)[::-1]
 
 
+def step_input_norms(
+    step: Callable[[Array, Array], Array],
+    s0: Array,
+    xs: Array,
+    *,
+    out_dims: slice | Array = slice(None),
+) -> Array:
+    r"""``log10 || d s_T[out_dims] / d x_{T-k} ||_F`` for k = 0..T-1: how much the final state depends on each input.
+
+    The rows of ``s_T`` are pushed back as in :func:`step_lag_norms`; at step t one vector-Jacobian product gives
+    both ``M ds_t/ds_{t-1}`` (carried on, renormalised) and ``M ds_t/dx_t`` (measured with the carried exponent),
+    so the result is exact to rounding at any depth.
+
+    Args:
+      step, s0, xs: the recurrence, as in :func:`step_lag_norms`; ``xs`` (T, ...) is differentiated against.
+      out_dims: the components of ``s_T`` measured.
+
+    Returns:
+      (T,), by lag: entry ``k`` is ``x_{T-k}`` (entry 0 the last input).
+
+    Example (``s_t = 0.5 s_{t-1} + x_t``: ``ds_T/dx_{T-k} = 0.5^k I``):
+      >>> import jax.numpy as jnp
+      >>> profile = step_input_norms(lambda s, x: 0.5 * s + x, jnp.zeros(1), jnp.zeros((3, 1)))
+      >>> [round(float(v), 4) for v in profile]  # log10 0.5^k, k = 0, 1, 2
+      [0.0, -0.301, -0.6021]
+    """
+    rows = jnp.eye(s0.shape[-1], dtype=s0.dtype)[out_dims]
+    _, consumed = _forward_states(step, s0, xs)
+
+    def back(carry, sx):
+        M, exponent = carry
+        _, vjp = jax.vjp(step, *sx)
+        M_s, M_x = jax.vmap(vjp)(M)
+        measured = _log10_norm(M_x, exponent)
+        return _renormalise(M_s, exponent), measured
+
+    _, profile = jax.lax.scan(back, (rows, jnp.zeros((), jnp.int32)), (consumed, xs), reverse=True)
+    return profile[::-1]
+
+
 def step_loss_grad_norms(
     step: Callable[[Array, Array], Array],
     s0: Array,
@@ -237,8 +277,9 @@ def _flat_lstm(params: LSTMParams, activation: str, recurrent_activation: str):
     return step, pullback
 
 
-def _lstm_lag_profile(params, s0, xs, dims, activation, recurrent_activation):
-    """:func:`step_lag_norms` for the LSTM, with every step's Jacobian coefficients computed up front.
+def lstm_lag_profile(params: LSTMParams, s0: Array, xs: Array, dims: slice, activation: str,
+                     recurrent_activation: str) -> Array:
+    """:func:`step_lag_norms` for one LSTM variant on its flat state ``s = (h, c)``, rows and columns ``dims``, with every step's Jacobian coefficients computed up front.
 
     The coefficients of all T steps come from one vectorised pass over the forward states (a
     (T, D + H) x (D + H, 4H) product); the sequential loop then only builds each step's (2H, H)
@@ -294,7 +335,7 @@ def _lag_norms(params, xs, h0, c0, *, activation, recurrent_activation, wrt, bat
         H = params.hidden_size
         dims = slice(0, H) if wrt == "h" else slice(None)
         s0 = jnp.concatenate([state.h, state.c])
-        return _lstm_lag_profile(params, s0, xs, dims, activation, recurrent_activation)
+        return lstm_lag_profile(params, s0, xs, dims, activation, recurrent_activation)
 
     return _over_variants(one, params.U.shape[0] if batched else None, params, xs, h0, c0)
 

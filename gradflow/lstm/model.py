@@ -30,13 +30,15 @@ Every function here is pure and unbatched (one variant, one time-major sequence)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
-from gradflow.lstm.cell import LSTMParams, resolve_activation, resolve_recurrent_activation, unroll
+from gradflow.lstm.cell import LSTMParams, LSTMState, lstm_step, resolve_activation, resolve_recurrent_activation, unroll
+from gradflow.lstm.gru import GRUParams, gru_step, gru_unroll
 
 Array = jax.Array
 
@@ -46,13 +48,60 @@ HEAD_OUTPUTS: tuple[str, ...] = ("sigmoid", "softmax", "linear")
 DIRECTIONS: tuple[str, ...] = ("forward", "backward")
 
 
+class CellKind(NamedTuple):
+    """What a cell kind is to gradflow: its family, its hidden states and its recurrence on a flat state.
+
+    Attributes:
+      family: ``"lstm"`` or ``"gru"`` (what reports print as the layer's cell).
+      params: the params pytree class the layer holds.
+      hidden: ``hidden(layer, xs (T, D)) -> (T, H)``, the hidden states read forward.
+      state_size: ``n(H)``, the size of the flat recurrent state ``s`` (2H for the LSTM's (h, c), H for a GRU).
+      step: ``step(layer) -> (s_{t-1}, x_t) -> s_t`` on the flat state, ``h`` first (entries 0..H-1).
+    """
+
+    family: str
+    params: type
+    hidden: Callable[[Layer, Array], Array]
+    state_size: Callable[[int], int]
+    step: Callable[[Layer], Callable[[Array, Array], Array]]
+
+
+def _activations(layer: Layer) -> dict:
+    return {"activation": layer.activation, "recurrent_activation": layer.recurrent_activation}
+
+
 def _lstm_hidden(layer: Layer, xs: Array) -> Array:
-    return unroll(layer.params, xs, activation=layer.activation, recurrent_activation=layer.recurrent_activation).h
+    return unroll(layer.params, xs, **_activations(layer)).h
 
 
-#: Cell kinds, each with the function giving a layer's hidden states (T, H) for inputs (T, D) read forward.
-#: A new cell (a GRU) is its params pytree and one entry here.
-CELLS: dict[str, Callable[[Layer, Array], Array]] = {"lstm": _lstm_hidden}
+def _lstm_step(layer: Layer):
+    H = layer.hidden_size
+
+    def step(s, x):
+        new = lstm_step(layer.params, LSTMState(s[:H], s[H:]), x, **_activations(layer))
+        return jnp.concatenate([new.h, new.c])
+
+    return step
+
+
+def _gru_kind(reset_after: bool) -> CellKind:
+    def hidden(layer, xs):
+        return gru_unroll(layer.params, xs, reset_after=reset_after, **_activations(layer))
+
+    def step(layer):
+        return lambda h, x: gru_step(layer.params, h, x, reset_after=reset_after, **_activations(layer))
+
+    return CellKind("gru", GRUParams, hidden, lambda H: H, step)
+
+
+#: Cell kinds by name. ``"gru"`` resets after the recurrent product (PyTorch, Flax, cuDNN, Keras's default);
+#: ``"gru_reset_before"`` is Cho et al.'s original (Keras ``reset_after=False``). A new cell is its params
+#: pytree and one entry here.
+CELLS: dict[str, CellKind] = {
+    "lstm": CellKind("lstm", LSTMParams, _lstm_hidden, lambda H: 2 * H, _lstm_step),
+    "gru": _gru_kind(True),
+    "gru_reset_before": _gru_kind(False),
+}
 
 
 def _choice(value: str, options, argname: str, what: str) -> None:
@@ -65,13 +114,14 @@ class Layer:
     """One recurrent layer: its parameters (the only pytree leaves) and what fixes its computation (static).
 
     Attributes:
-      params: the cell's weights (:class:`gradflow.lstm.cell.LSTMParams` for ``cell="lstm"``).
+      params: the cell's weights (:class:`gradflow.lstm.cell.LSTMParams` for ``cell="lstm"``,
+        :class:`gradflow.lstm.gru.GRUParams` for the GRU kinds).
       cell: the cell kind, a key of :data:`CELLS`.
       direction: ``"forward"`` or ``"backward"`` (reads ``x_T`` first).
       activation, recurrent_activation: cell and gate activations (see :func:`gradflow.lstm.cell.lstm_step`).
     """
 
-    params: LSTMParams
+    params: LSTMParams | GRUParams
     cell: str = flax.struct.field(pytree_node=False, default="lstm")
     direction: str = flax.struct.field(pytree_node=False, default="forward")
     activation: str = flax.struct.field(pytree_node=False, default="tanh")
@@ -83,6 +133,9 @@ class Layer:
         _choice(self.direction, DIRECTIONS, "direction", "layer direction")
         resolve_activation(self.activation)
         resolve_recurrent_activation(self.recurrent_activation)
+        expected = CELLS[self.cell].params
+        if isinstance(self.params, (LSTMParams, GRUParams)) and not isinstance(self.params, expected):
+            raise ValueError(f"a cell={self.cell!r} layer holds {expected.__name__}; got {type(self.params).__name__}")
 
     @property
     def input_size(self) -> int:
@@ -193,30 +246,43 @@ def _width(level: Level) -> int:
     return 2 * level.hidden_size if isinstance(level, Bidirectional) else level.hidden_size
 
 
-def _parts(level: Level) -> tuple[Layer, ...]:
+def level_layers(level: Level) -> tuple[Layer, ...]:
+    """The layers of a level: ``(layer,)``, or ``(forward, backward)`` for a bidirectional pair."""
     return (level.forward, level.backward) if isinstance(level, Bidirectional) else (level,)
 
 
 def _layer_states(layer: Layer, xs: Array) -> Array:
     """Hidden states (T, H) in time order; a backward layer runs on the reversed sequence."""
     if layer.direction == "backward":
-        return CELLS[layer.cell](layer, xs[::-1])[::-1]
-    return CELLS[layer.cell](layer, xs)
+        return CELLS[layer.cell].hidden(layer, xs[::-1])[::-1]
+    return CELLS[layer.cell].hidden(layer, xs)
 
 
-def _top_states(model: Model, xs: Array) -> tuple[Array, ...]:
-    """Hidden states (T, H) of each layer of the top level, after checking that the widths chain."""
+def _run_levels(model: Model, xs: Array) -> tuple[list[Array], tuple[Array, ...]]:
+    """The input sequence of every level (T, width below) and the hidden states (T, H) of each top-level layer,
+    after checking that the widths chain."""
     if xs.ndim != 2 or xs.shape[-1] != model.input_size:
         raise ValueError(f"xs must have shape (T, {model.input_size}) for this model; got {xs.shape}")
-    inputs = xs
+    inputs, levels_in = xs, []
     for depth, level in enumerate(model.layers):
-        for layer in _parts(level):
+        for layer in level_layers(level):
             if layer.input_size != inputs.shape[-1]:
                 raise ValueError(f"layers[{depth}] takes {layer.input_size} input features but the level below "
                                  f"gives {inputs.shape[-1]}")
-        states = tuple(_layer_states(layer, inputs) for layer in _parts(level))
+        levels_in.append(inputs)
+        states = tuple(_layer_states(layer, inputs) for layer in level_layers(level))
         inputs = jnp.concatenate(states, axis=-1) if len(states) > 1 else states[0]
-    return states
+    return levels_in, states
+
+
+def level_inputs(model: Model, xs: Array) -> list[Array]:
+    """The input sequence each level reads, in time order: ``xs`` (T, D) for the bottom level, then the hidden
+    states of the level below (T, H or 2H)."""
+    return _run_levels(model, xs)[0]
+
+
+def _top_states(model: Model, xs: Array) -> tuple[Array, ...]:
+    return _run_levels(model, xs)[1]
 
 
 def hidden_states(model: Model, xs: Array) -> Array:
@@ -245,7 +311,7 @@ def final_state(model: Model, xs: Array) -> Array:
     """What the head reads: each top-level layer's state after the whole sequence (``h_T`` forward, ``h_1``
     backward), concatenated: (F,)."""
     states = _top_states(model, xs)
-    layers = _parts(model.layers[-1])
+    layers = level_layers(model.layers[-1])
     finals = [hs[-1] if layer.direction == "forward" else hs[0] for layer, hs in zip(layers, states)]
     return jnp.concatenate(finals, axis=-1) if len(finals) > 1 else finals[0]
 
