@@ -22,7 +22,8 @@ BELOW: dict[str, set[str]] = {
     "profiles": {"lstm", "flow", "data", "sweep", "config"},
     "collapse": {"lstm", "flow", "data", "training", "sweep", "config"},
     "diagnose": {"lstm", "flow", "data", "training", "sweep", "config", "collapse"},
-    "plot": {"lstm", "flow", "data", "training", "sweep", "config", "profiles", "collapse", "diagnose"},
+    "monitor": {"lstm", "flow", "data", "sweep"},
+    "plot": {"lstm", "flow", "data", "training", "sweep", "config", "profiles", "collapse", "diagnose", "monitor"},
 }
 TOP = {"__init__", "__main__", "cli", "workflows"}
 

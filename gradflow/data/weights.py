@@ -32,7 +32,9 @@ HEAD_KEYS = ("head_kernel", "head_bias")
 LAYOUTS = ("keras", "pytorch")
 
 
-def _array(arrays: dict, key: str, shape: tuple, where: str, expected: str) -> np.ndarray:
+def checked_array(arrays: dict, key: str, shape: tuple, where: str, expected: str) -> np.ndarray:
+    """``arrays[key]`` as float32 after checking it is there, real, of ``shape``, finite and within float32's range;
+    each ValueError names ``where``, the key and ``expected`` (the shape in words, e.g. ``"(4H, D)"``)."""
     if key not in arrays:
         raise ValueError(f"{where}: missing key {key!r}, expected {expected}; found {sorted(arrays)}")
     a = np.asarray(arrays[key])
@@ -61,9 +63,9 @@ def _lstm_arrays(arrays: dict, where: str, *, recurrent: str, kernel: str, biase
                          + ("" if recurrent in arrays else f"; missing (found {sorted(arrays)})"))
     H = np.shape(arrays[recurrent])[axis]
     D = np.shape(arrays[kernel])[axis] if kernel in arrays and np.ndim(arrays[kernel]) == 2 else 0
-    U = _array(arrays, recurrent, shape(H, H), where, dims("H"))
-    W = _array(arrays, kernel, shape(D, H), where, dims("D"))
-    b = sum(_array(arrays, key, (4 * H,), where, "(4H,)") for key in biases)
+    U = checked_array(arrays, recurrent, shape(H, H), where, dims("H"))
+    W = checked_array(arrays, kernel, shape(D, H), where, dims("D"))
+    b = sum(checked_array(arrays, key, (4 * H,), where, "(4H,)") for key in biases)
     return (W.T, U.T, b) if transposed else (W, U, b)
 
 
@@ -158,8 +160,8 @@ def model_from_arrays(arrays: dict, *, where: str = "weights", activation: str =
     head = None
     if "head_kernel" in arrays:
         k = np.shape(arrays["head_kernel"])[-1] if np.ndim(arrays["head_kernel"]) == 2 else -1
-        kernel = _array(arrays, "head_kernel", (F, max(k, 0)), where, dims)
-        bias = _array(arrays, "head_bias", (k,), where, "(k,)") if "head_bias" in arrays else np.zeros(k, np.float32)
+        kernel = checked_array(arrays, "head_kernel", (F, max(k, 0)), where, dims)
+        bias = checked_array(arrays, "head_bias", (k,), where, "(k,)") if "head_bias" in arrays else np.zeros(k, np.float32)
         head = Head(kernel, bias, head_output)
     elif "head_bias" in arrays:
         raise ValueError(f"{where}: head_bias given without head_kernel {dims}")
