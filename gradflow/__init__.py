@@ -15,9 +15,11 @@ from gradflow.diagnose.checks import Diagnosis
 from gradflow.diagnose.checks import diagnose_model as diagnose
 from gradflow.diagnose.counterfactual import diagnose_setup
 from gradflow.flow.engine import WRT, decay_rate, horizon, lag_norms, loss_grad_norms, step_lag_norms, step_loss_grad_norms
+from gradflow.flow.networks import LayerProfile, ModelProfile, cell_lag_norms, model_profiles
 from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
 from gradflow.flow.variants import Grid, ModelSpec, init_variants, probe_inputs, profile_variants
 from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
+from gradflow.lstm.gru import GRUParams, gru_step, gru_unroll
 from gradflow.lstm.init import SCHEMES, init_lstm
 from gradflow.lstm.model import Bidirectional, Head, Layer, Model, hidden_states, predictions
 from gradflow.lstm.module import LSTM
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "Diagnosis",
     "GATE_NAMES",
+    "GRUParams",
     "Grid",
     "Head",
     "Job",
@@ -43,7 +46,9 @@ __all__ = [
     "LSTMParams",
     "LSTMState",
     "Layer",
+    "LayerProfile",
     "Model",
+    "ModelProfile",
     "ModelSpec",
     "RECURRENT_ACTIVATIONS",
     "SCHEMES",
@@ -52,11 +57,14 @@ __all__ = [
     "TrainSpec",
     "WRT",
     "adding_task",
+    "cell_lag_norms",
     "collapse_map",
     "collapse_metrics",
     "decay_rate",
     "diagnose",
     "diagnose_setup",
+    "gru_step",
+    "gru_unroll",
     "hidden_states",
     "horizon",
     "init_lstm",
@@ -67,6 +75,7 @@ __all__ = [
     "load_task",
     "loss_grad_norms",
     "lstm_step",
+    "model_profiles",
     "open_results",
     "parse_config",
     "predictions",
