@@ -10,7 +10,7 @@ engine), :mod:`gradflow.data`, :mod:`gradflow.training`, :mod:`gradflow.sweep` (
 from gradflow.collapse.metrics import collapse_metrics
 from gradflow.config import Config, ConfigError, load_config, parse_config
 from gradflow.data.tasks import Task, adding_task, load_task, recall_task, seed_task, split
-from gradflow.data.weights import load_model
+from gradflow.data.loading import load_model
 from gradflow.diagnose.checks import Diagnosis
 from gradflow.diagnose.checks import diagnose_model as diagnose
 from gradflow.diagnose.counterfactual import diagnose_setup

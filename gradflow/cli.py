@@ -215,12 +215,12 @@ def cmd_diagnose(args) -> int:
         diagnosis = diagnose_setup(args.config, thresholds=thresholds, show_progress=not (args.quiet or args.json))
     else:
         if not (args.weights and args.data):
-            raise ValueError("gradflow diagnose needs --weights MODEL.npz and --data DATA.npz (or --config SETUP.toml)")
+            raise ValueError("gradflow diagnose needs --weights MODEL (.npz, .pt/.pth, .keras) and --data DATA.npz (or "
+                             "--config SETUP.toml)")
         from gradflow.data.tasks import HEAD_FOR_KIND, load_task
-        from gradflow.data.weights import load_model
         from gradflow.diagnose.checks import diagnose_model
 
-        model, task = load_model(args.weights, activation=args.activation), load_task(args.data)
+        model, task = _load_user_model(args), load_task(args.data)
         if args.head is not None and model.head is None:
             raise ValueError(f"--head {args.head} given but the weights have no head (head_kernel, head_bias): "
                              f"diagnose judges h_T itself; drop --head, or add the head to {args.weights}")
@@ -237,6 +237,64 @@ def cmd_diagnose(args) -> int:
         print(summary(diagnosis))
         print(f"report: {report}")
     return 0
+
+
+def _load_user_model(args, head_output: str | None = None):
+    """The model named by ``--weights`` (any framework's file), read with the file options of the command."""
+    from gradflow.data.loading import load_model
+
+    return load_model(args.weights, rnn=args.rnn, head=args.head_layer, head_output=head_output,
+                      activation=args.activation)
+
+
+def cmd_profile(args) -> int:
+    """Lag profiles of every layer of a user's model and its input sensitivity: a table, or strict JSON."""
+    import json
+
+    import jax
+
+    from gradflow.data.tasks import load_inputs
+    from gradflow.profiles.report import profile_inputs, profile_json, profile_model, profile_table
+
+    if args.data is not None and args.seq_len is not None:
+        raise ValueError("give --data DATA.npz or --seq-len T (with --input-seed), not both")
+    if args.data is None and args.seq_len is None:
+        raise ValueError("gradflow profile needs --data DATA.npz (X of shape (N, T, D)) or --seq-len T")
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    model = _load_user_model(args)
+    data = load_inputs(args.data) if args.data is not None else None
+    xs = profile_inputs(model, data=data, seq_len=args.seq_len, input_seed=args.input_seed)
+    _enable_compilation_cache()
+    profile = profile_model(model, xs, dtype=args.dtype, wrt=args.wrt)
+    document = json.dumps(profile_json(profile), allow_nan=False)
+    if args.out is not None:
+        from gradflow.plot.model import write_model_profile_figures
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "profile.json").write_text(document + "\n")
+        _use_file_backend()
+        figures = write_model_profile_figures(profile, out)
+    if args.json:
+        print(document)
+        return 0
+    source = f"{args.data} ({len(xs)} sequences, mean of log10 norms)" if data is not None else \
+        f"standard normal inputs, T = {args.seq_len}, seed {args.input_seed}"
+    print(f"{args.weights}: {len(model.layers)} level(s), {args.dtype}, on {source}")
+    print(profile_table(profile))
+    if args.out is not None:
+        print(f"wrote {out / 'profile.json'} and {len(figures)} figure files in {out}")
+    return 0
+
+
+def _add_model_file_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rnn", default=None, metavar="PREFIX",
+                        help="PyTorch: the key prefix of the recurrent module to read when the file holds several")
+    parser.add_argument("--head-layer", default=None, metavar="PREFIX",
+                        help="PyTorch: the prefix of the Linear head when several fit the top layer")
+    parser.add_argument("--activation", default=None,
+                        help="cell activation of .npz weights, which do not say it (default tanh)")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -290,11 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(func=cmd_plot)
     diagnose = sub.add_parser("diagnose", help="why does my LSTM output the same value? checks with evidence, "
                               "from trained weights and data, or by training a setup against its remedies")
-    diagnose.add_argument("--weights", help="MODEL.npz: Keras kernel/recurrent_kernel/bias (or PyTorch weight_ih_l0...)"
-                          ", optional head_kernel/head_bias")
+    diagnose.add_argument("--weights", metavar="MODEL", help="the trained model: a PyTorch state dict (.pt, .pth), a "
+                          "Keras file (.keras) or an .npz of weights (Keras or PyTorch names, optional head_kernel, "
+                          "head_bias)")
     diagnose.add_argument("--data", help="DATA.npz with X (N, T, D) and y (N,) or (N, k)")
     diagnose.add_argument("--config", help="SETUP.toml: a training setup to diagnose by training it beside its remedies")
-    diagnose.add_argument("--activation", default="tanh", help="cell activation of the weights (default tanh)")
+    _add_model_file_arguments(diagnose)
     diagnose.add_argument("--head", choices=("sigmoid", "softmax", "linear"), default=None,
                           help="how the head is applied (default: from the labels)")
     diagnose.add_argument("--threshold", action="append", type=_threshold, metavar="NAME=VALUE",
@@ -303,6 +362,23 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the summary")
     diagnose.add_argument("--quiet", action="store_true", help="no progress output")
     diagnose.set_defaults(func=cmd_diagnose)
+    profile = sub.add_parser("profile", help="lag profiles of every layer of your model (PyTorch, Keras or .npz "
+                             "file) and its input sensitivity: a table, or strict JSON with --json")
+    profile.add_argument("--weights", required=True, metavar="MODEL", help="a PyTorch state dict (.pt, .pth), a Keras "
+                         "file (.keras) or an .npz of weights")
+    profile.add_argument("--data", default=None, metavar="DATA.npz",
+                         help="X (N, T, D): profiles are the mean over the N sequences of the log10 norms")
+    profile.add_argument("--seq-len", type=int, default=None, metavar="T",
+                         help="without --data: one standard normal input sequence of T steps")
+    profile.add_argument("--input-seed", type=int, default=0, metavar="S", help="seed of that sequence (default 0)")
+    profile.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                         help="computation dtype (default float32)")
+    profile.add_argument("--wrt", choices=("h", "state"), default="h",
+                         help="h: perturb h with an LSTM's c held fixed (default); state: the full state (h, c)")
+    profile.add_argument("--json", action="store_true", help="print exactly one strict JSON object on stdout")
+    profile.add_argument("--out", default=None, metavar="DIR", help="also write DIR/profile.json and figures")
+    _add_model_file_arguments(profile)
+    profile.set_defaults(func=cmd_profile)
     check = sub.add_parser("check", help="verify a store: metadata, coordinates, markers, every chunk marked done "
                            "present and decoding; --repair fixes it and recomputes exactly the damaged work items")
     check.add_argument("dir", help="a directory written by 'gradflow sweep', 'run' or 'collapse'")
@@ -334,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:
-        if args.command in ("diagnose", "check", "plot", "info"):  # input files: their errors name what is wrong
+        if args.command in ("diagnose", "profile", "check", "plot", "info"):  # input files: their errors name what is wrong
             print(f"gradflow {args.command}: error: {err}", file=sys.stderr)
             return 2
         return _unexpected(args, err)

@@ -122,6 +122,38 @@ def load_task(path: str | Path, *, name: str | None = None, lag: int | None = No
     return task_from_arrays(arrays, name=name or path.stem, lag=lag, where=str(path))
 
 
+def _real_array(arrays: dict, key: str, expected: str, where: str) -> np.ndarray:
+    """``arrays[key]`` after checking that it is there and holds finite real numbers within float32's range."""
+    if key not in arrays:
+        raise ValueError(f"{where}: missing key {key!r}; expected {expected}; found {sorted(arrays)}")
+    a = np.asarray(arrays[key])
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"{where}: {key} must be real numbers {expected.split(' ', 1)[1]}; got dtype {a.dtype}")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise ValueError(f"{where}: {key} holds {int(bad.sum())} non-finite values (first at index "
+                         f"{tuple(int(i) for i in np.argwhere(bad)[0])})")
+    big = np.abs(a) > np.finfo(np.float32).max
+    if big.any():
+        raise ValueError(f"{where}: {key} holds {int(big.sum())} values beyond the float32 range (largest "
+                         f"magnitude {np.abs(a).max():g}; gradflow computes in float32)")
+    return a
+
+
+def inputs_from_arrays(arrays: dict, *, where: str = "data") -> np.ndarray:
+    """The input sequences ``X`` (N, T, D) of ``arrays`` as float32, validated as in :func:`load_task` (a ``y``, if
+    there, is not read)."""
+    X = _real_array(arrays, "X", "X (N, T, D)", where)
+    if X.ndim != 3 or min(X.shape) < 1:
+        raise ValueError(f"{where}: X must have shape (N, T, D) with N, T, D >= 1; got shape {X.shape}")
+    return X.astype(np.float32)
+
+
+def load_inputs(path: str | Path) -> np.ndarray:
+    """Input sequences from an ``.npz`` with ``X`` (N, T, D) (``y`` is not needed), validated: float32 (N, T, D)."""
+    return inputs_from_arrays(read_npz(path, what="data"), where=str(path))
+
+
 def task_from_arrays(arrays: dict, *, name: str, lag: int | None = None, where: str = "data") -> Task:
     """A :class:`Task` from ``{"X": ..., "y": ...}``, validated as in :func:`load_task`.
 
@@ -129,28 +161,15 @@ def task_from_arrays(arrays: dict, *, name: str, lag: int | None = None, where: 
     arrays) that fit float32. ``y`` of shape (N, 1) is squeezed to (N,), so labels of 0s and 1s are
     ``binary`` in either shape.
     """
-    for key, expected in (("X", "(N, T, D)"), ("y", "(N,) or (N, k)")):
+    for key in ("X", "y"):
         if key not in arrays:
             raise ValueError(f"{where}: missing key {key!r}; expected X (N, T, D) and y (N,) or (N, k); "
                              f"found {sorted(arrays)}")
-        dtype = np.asarray(arrays[key]).dtype
-        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-            raise ValueError(f"{where}: {key} must be real numbers {expected}; got dtype {dtype}")
-    X, y = np.asarray(arrays["X"]), np.asarray(arrays["y"])
-    if X.ndim != 3 or min(X.shape) < 1:
-        raise ValueError(f"{where}: X must have shape (N, T, D) with N, T, D >= 1; got shape {X.shape}")
+    X = inputs_from_arrays(arrays, where=where)
+    y = _real_array(arrays, "y", "y (N,) or (N, k)", where)
     if y.ndim not in (1, 2) or y.shape[0] != X.shape[0] or (y.ndim == 2 and y.shape[1] < 1):
         raise ValueError(f"{where}: y must have shape ({X.shape[0]},) or ({X.shape[0]}, k) to match X {X.shape}; "
                          f"got shape {y.shape}")
-    for key, a in (("X", X), ("y", y)):
-        bad = ~np.isfinite(a)
-        if bad.any():
-            raise ValueError(f"{where}: {key} holds {int(bad.sum())} non-finite values (first at index "
-                             f"{tuple(int(i) for i in np.argwhere(bad)[0])})")
-        big = np.abs(a) > np.finfo(np.float32).max
-        if big.any():
-            raise ValueError(f"{where}: {key} holds {int(big.sum())} values beyond the float32 range (largest "
-                             f"magnitude {np.abs(a).max():g}; gradflow computes in float32)")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 1 and np.isin(y, (0, 1)).all():
