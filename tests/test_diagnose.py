@@ -106,22 +106,45 @@ def test_bad_arguments_name_what_is_wrong():
         diagnose_model(_model(output="tanh"), TASK)
 
 
-def test_a_model_diagnosis_cannot_judge_whole_is_refused(tmp_path, capsys):
-    layer = _model().layers[0]
-    upper = Layer(gf.init_lstm(jax.random.key(1), H, H))
-    backward = layer.replace(direction="backward")
-    for layers in ((layer, upper), (backward,), (Bidirectional(layer, backward),)):
-        with pytest.raises(ValueError, match="diagnose supports a single forward LSTM layer today"):
-            diagnose_model(Model(layers), TASK)
-    rng = np.random.default_rng(0)  # a stacked PyTorch file: refused, not judged by its first layer
+def _vanishing_layer(key, d):
+    """A layer whose gradient vanishes: forget gate closed (bias -8), tiny recurrent weights."""
+    p = gf.init_lstm(key, d, H, scheme="glorot_uniform", dtype=jnp.float32)
+    b = np.concatenate([np.full(H, v, np.float32) for v in (0.0, -8.0, 0.0, 0.0)])
+    return Layer(gf.LSTMParams(np.asarray(p.W), 0.01 * np.asarray(p.U), b))
+
+
+def test_a_stack_is_judged_whole_and_names_the_layer(tmp_path, capsys):
+    """Behaviour change (0.3): stacks and bidirectional models are judged layer by layer, never by their first."""
+    healthy = _model().layers[0]
+    head = Head(np.ones((H, 1), np.float32), np.zeros(1, np.float32), "sigmoid")
+    top_vanishes = diagnose_model(Model((healthy, _vanishing_layer(jax.random.key(1), H)), head), TASK)
+    alone = diagnose_model(Model((healthy,), head), TASK)
+    assert alone.checks["vanishing_gradients"]["status"] != "fail"  # the first layer alone passes ...
+    vanishing = top_vanishes.checks["vanishing_gradients"]
+    assert vanishing["status"] == "fail" and vanishing["layer"] == "1 forward"  # ... the stack does not
+    assert vanishing["per_layer"]["0 forward"]["status"] == alone.checks["vanishing_gradients"]["status"]
+    assert set(top_vanishes.evidence.layer_profiles) == {"0 forward", "1 forward"}
+    np.testing.assert_array_equal(top_vanishes.evidence.lag_profile, top_vanishes.evidence.layer_profiles["1 forward"])
+    np.testing.assert_allclose(top_vanishes.evidence.layer_profiles["0 forward"], alone.evidence.lag_profile, rtol=1e-6)
+    assert "vanishing_gradients" in top_vanishes.likely_causes
+
+    backward = _vanishing_layer(jax.random.key(2), D).replace(direction="backward")
+    pair = diagnose_model(Model((Bidirectional(healthy, backward),),
+                                Head(np.ones((2 * H, 1), np.float32), np.zeros(1, np.float32), "sigmoid")), TASK)
+    assert pair.checks["vanishing_gradients"]["layer"] == "0 backward"
+    assert set(pair.evidence.gates) == {"0 forward", "0 backward"}
+
+    rng = np.random.default_rng(0)  # a stacked PyTorch file through the command line: judged whole
     stacked = {}
     for k, d in ((0, D), (1, H)):
         stacked.update({f"weight_ih_l{k}": rng.normal(size=(4 * H, d)), f"weight_hh_l{k}": rng.normal(size=(4 * H, H)),
                         f"bias_ih_l{k}": rng.normal(size=4 * H), f"bias_hh_l{k}": rng.normal(size=4 * H)})
     np.savez(tmp_path / "stacked.npz", **stacked)
     np.savez(tmp_path / "data.npz", X=TASK.X, y=TASK.y)
-    assert main(["diagnose", "--weights", str(tmp_path / "stacked.npz"), "--data", str(tmp_path / "data.npz")]) == 2
-    assert "diagnose supports a single forward LSTM layer today; this model has 2 level(s)" in capsys.readouterr().err
+    assert main(["diagnose", "--weights", str(tmp_path / "stacked.npz"), "--data", str(tmp_path / "data.npz"),
+                 "--json", "--out", str(tmp_path / "report")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["checks"]["gate_saturation"]["per_layer"]) == {"0 forward", "1 forward"}
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "linear"])
@@ -171,7 +194,7 @@ def test_malformed_files_exit_2_naming_the_key(tmp_path, capsys):
     assert main(["diagnose", "--weights", weights, "--data", str(tmp_path / "nan.npz")]) == 2
     assert "X holds 24 non-finite values" in capsys.readouterr().err
     assert main(["diagnose", "--weights", weights]) == 2
-    assert "needs --weights MODEL.npz and --data DATA.npz" in capsys.readouterr().err
+    assert "needs --weights MODEL (.npz, .pt/.pth, .keras) and --data DATA.npz" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["diagnose", "--weights", weights, "--data", data, "--threshold", "x"])
     assert exit_info.value.code == 2 and "--threshold must be NAME=NUMBER; got 'x'" in capsys.readouterr().err
@@ -311,3 +334,27 @@ def test_the_loss_ratio_is_against_the_best_constant_of_the_heads_own_loss(outpu
         assert best_constant_loss(out, TASK.y) == pytest.approx(constant_loss(kind, TASK.y))
     onehot = np.eye(3)[np.arange(12) % 3]
     assert best_constant_loss("softmax", onehot) == pytest.approx(constant_loss("multiclass", onehot)) == pytest.approx(np.log(3))
+
+
+def test_a_gru_is_diagnosed_with_its_own_gates():
+    """A GRU with its update gate pinned open (bias +8): h never changes, the update gate is saturated."""
+    rng = np.random.default_rng(3)
+    b = np.concatenate([np.zeros(H), np.full(H, 8.0), np.zeros(H)]).astype(np.float32)
+    params = gf.GRUParams(rng.normal(size=(D, 3 * H)).astype(np.float32), rng.normal(size=(H, 3 * H)).astype(np.float32)
+                          / np.sqrt(H), b, np.zeros(3 * H, np.float32))
+    model = Model((Layer(params, cell="gru"),), Head(np.ones((H, 1), np.float32), np.zeros(1, np.float32), "sigmoid"))
+    d = diagnose_model(model, TASK)
+    saturation = d.checks["gate_saturation"]
+    assert set(saturation["fraction_saturated"]) == {"reset", "update", "candidate"}
+    assert saturation["most_saturated_gate"] == "update" and saturation["status"] == "fail"
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731  (an independent float64 unroll for the reference)
+    W, U = params.W.astype(np.float64), params.U.astype(np.float64)
+    h, zs = np.zeros((len(TASK.X[:256]), H)), []
+    for x in TASK.X[:256].transpose(1, 0, 2):
+        r = sigmoid(x @ W[:, :H] + h @ U[:, :H])
+        z = sigmoid(x @ W[:, H:2 * H] + h @ U[:, H:2 * H] + 8.0)
+        h = (1 - z) * np.tanh(x @ W[:, 2 * H:] + r * (h @ U[:, 2 * H:])) + z * h
+        zs.append(z)
+    zs = np.array(zs)
+    np.testing.assert_allclose(saturation["fraction_saturated"]["update"], np.mean((zs < 0.05) | (zs > 0.95)),
+                               rtol=1e-6)

@@ -72,19 +72,19 @@ def test_data_gives_the_mean_over_sequences_and_float64_is_float64(stacked, tmp_
 
 
 def test_non_finite_values_are_strings_and_the_files_are_written(tmp_path, capsys):
-    """A zero recurrent kernel makes dh_T/dh_(T-k) exactly zero with c fixed: -inf, written as "-Infinity"."""
+    """A zero recurrent kernel makes dh_T/dh_(T-k) exactly zero with c fixed: -inf, written as "-inf"."""
     rng = np.random.default_rng(2)
     arrays = _torch_names(rng, "_l0", D)
     arrays["weight_hh_l0"] = np.zeros((4 * H, H))
     np.savez(tmp_path / "zero.npz", **arrays)
     out = tmp_path / "out"
     doc = _run_json(capsys, "--weights", str(tmp_path / "zero.npz"), "--seq-len", "5", "--out", str(out))
-    assert doc["layers"][0]["log10_norm_h"] == ["-Infinity"] * 5
+    assert doc["layers"][0]["log10_norm_h"] == ["-inf"] * 5
     assert all(isinstance(v, float) for v in doc["input_sensitivity"]["log10_norm"])  # x still reaches h_T
     assert _strict((out / "profile.json").read_text()) == doc
     assert (out / "lag_profiles.pdf").stat().st_size > 0 and (out / "lag_profiles.png").stat().st_size > 0
-    assert [json_number(v) for v in (np.inf, -np.inf, np.nan, 2)] == ["Infinity", "-Infinity", "NaN", 2.0]
-    assert float("-Infinity") == -np.inf  # what a reader gets back
+    assert [json_number(v) for v in (np.inf, -np.inf, np.nan, 2)] == ["inf", "-inf", "nan", 2.0]
+    assert float("-inf") == -np.inf  # what a reader gets back
 
 
 def test_bidirectional_models_have_no_input_sensitivity_and_state_profiles(tmp_path, capsys):

@@ -1,25 +1,27 @@
-r"""Diagnose a trained LSTM: "why does my model output the same value?" answered by measurement.
+r"""Diagnose a trained recurrent network: "why does my model output the same value?" answered by measurement.
 
-The model is a :class:`gradflow.lstm.model.Model`; its layer's activations and its head's output function are
-read from it. Diagnosis supports a single forward LSTM layer (with or without a head) today and refuses any
-other stack rather than judge part of it.
+The model is a :class:`gradflow.lstm.model.Model`: any stack of LSTM and GRU layers, forward, backward or
+bidirectional, with or without a head; its activations and its head's output function are read from it. Every
+layer is judged: a per-layer check (gradients, gates, weights) reports the worst layer's evidence with its
+``layer`` label (``"1 forward"``) and every layer's status under ``per_layer``; dead units are pooled over layers.
 
 Each check returns a status (``ok``, ``warn``, ``fail``) with its evidence; the thresholds are
 :data:`THRESHOLDS` (override any of them with finite numbers >= 0, fractions in [0, 1] for
 :data:`FRACTION_THRESHOLDS`; see :func:`check_thresholds`). A model and data diagnosis cannot judge (a head that
-does not fit the targets, fewer than 2 sequences, another stack than one forward LSTM layer) is a ValueError
+does not fit the targets, fewer than 2 sequences, an input width that does not fit the data) is a ValueError
 that says what it takes. Checks (the fixed vocabulary :data:`CHECKS`):
 
 - ``output_collapse``: standard deviation of the predictions over the inputs divided by that of the
   targets (``spread_ratio``; fail below ``collapse_spread``, warn below ``collapse_spread_warn``), with
   the loss against the best constant predictor. Not judged (``warn`` with a note) when predictions are
   non-finite or every target is the same (a constant prediction is then right).
-- ``vanishing_gradients`` / ``exploding_gradients``: the lag profile ``log10 ||dh_T/dh_t||`` (mean over
-  up to 16 input sequences): fail if it is below ``-vanishing_decades`` at lag T - 1 (the first input
+- ``vanishing_gradients`` / ``exploding_gradients``: each layer's lag profile ``log10 ||dh_T/dh_t||`` (its
+  inputs from the layer below held fixed; mean over up to 16 input sequences): fail if it is below ``-vanishing_decades`` at lag T - 1 (the first input
   cannot be learned from), or above ``exploding_decades`` anywhere; decay rate and horizon as evidence.
   ``-inf`` (an exactly zero Jacobian, e.g. dead relu units) is vanishing, never exploding; ``+inf`` or NaN
   (an overflow) fails exploding, with a note (see :func:`check_gradients`).
-- ``gate_saturation``: fraction of sigmoid gate values outside [0.05, 0.95] and of ``|g| > 0.95``, per gate,
+- ``gate_saturation``: fraction of sigmoid gate values outside [0.05, 0.95] and of candidates ``|g| > 0.95``
+  (LSTM ``cell``, GRU ``candidate``), per gate and layer,
   over time and inputs; fail if a gate is saturated more than ``saturation`` of the time.
 - ``dead_units``: fraction of hidden units with ``|h_t| < 1e-6`` at every step of every input (a relu
   cell whose candidate never opens); fail above ``dead_units``.
@@ -51,9 +53,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradflow.collapse.metrics import target_spread
-from gradflow.flow.engine import decay_rate, horizon, lag_norms
-from gradflow.lstm.cell import lstm_gates, unroll
-from gradflow.lstm.model import Layer, Model, final_state, head_logits, head_loss, head_output
+from gradflow.flow.engine import decay_rate, horizon
+from gradflow.flow.networks import model_profiles
+from gradflow.lstm.model import (
+    Layer,
+    Model,
+    final_state,
+    head_logits,
+    head_loss,
+    head_output,
+    hidden_states,
+    layer_gates,
+    level_inputs,
+    level_layers,
+)
 from gradflow.flow.saturation import saturated
 from gradflow.data.tasks import Task
 
@@ -122,15 +135,11 @@ def _status(value: float, fail: float, warn: float, *, below: bool) -> str:
     return "fail" if value > fail else "warn" if value > warn else "ok"
 
 
-def diagnosed_layer(model: Model) -> Layer:
-    """The one layer diagnosis judges: ValueError unless ``model`` is a single forward LSTM layer."""
-    layer = model.single_layer()
-    if layer is None or layer.cell != "lstm":
-        levels = ", ".join(f"bidirectional {level.forward.cell}" if not isinstance(level, Layer)
-                           else f"{level.direction} {level.cell}" for level in model.layers)
-        raise ValueError(f"diagnose supports a single forward LSTM layer today; this model has "
-                         f"{len(model.layers)} level(s): {levels}")
-    return layer
+def diagnosed_layers(model: Model) -> list[tuple[str, int, Layer]]:
+    """Every recurrent layer diagnosis judges, bottom first, as ``(label, level, layer)``; the label is
+    ``"<level> <direction>"`` (``"0 forward"``)."""
+    return [(f"{depth} {layer.direction}", depth, layer)
+            for depth, level in enumerate(model.layers) for layer in level_layers(level)]
 
 
 def _outputs(model: Model, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
@@ -201,14 +210,30 @@ def check_output_collapse(model: Model, task: Task, logits: np.ndarray | None, p
     }
 
 
-def lag_profile(model: Model, X: np.ndarray) -> np.ndarray:
-    """Mean over the first :data:`PROFILE_SEQUENCES` sequences of ``log10 ||dh_T/dh_{T-lag}||``, by lag 1..T."""
-    layer = diagnosed_layer(model)
-    params = jax.tree.map(jnp.asarray, layer.params)
-    xs = jnp.asarray(X[:PROFILE_SEQUENCES])
-    profiles = jax.vmap(lambda x: lag_norms(params, x, activation=layer.activation,
-                                            recurrent_activation=layer.recurrent_activation, wrt="h"))(xs)
-    return np.asarray(jnp.mean(profiles, axis=0))
+def layer_profiles(model: Model, X: np.ndarray) -> dict[str, np.ndarray]:
+    """Each layer's lag profile ``log10 ||dh_T/dh_{T-k}||`` by lag 1..T (its inputs from the layer below held
+    fixed, an LSTM's c too), mean over the first :data:`PROFILE_SEQUENCES` sequences, keyed by layer label."""
+    profile = model_profiles(model, jnp.asarray(X[:PROFILE_SEQUENCES]), wrt="h")
+    return {label: p.log10_norm_h for (label, _, _), p in zip(diagnosed_layers(model), profile.layers)}
+
+
+_RANK = {"ok": 0, "warn": 1, "fail": 2}
+
+
+def _worst(per_layer: dict[str, dict], key: str, sign: int) -> tuple[str, dict]:
+    """The check of the layer judged worst: the highest status, ties broken by ``sign * check[key]`` (largest
+    first; NaN last). One layer: its check as it is; several: that check with ``layer`` (its label) and
+    ``per_layer`` (each layer's status and ``key``)."""
+    def badness(item):
+        value = item[1].get(key, float("nan"))
+        number = value if isinstance(value, (int, float)) and not math.isnan(value) else -math.inf * sign
+        return _RANK[item[1]["status"]], sign * number
+
+    label, check = max(per_layer.items(), key=badness)
+    if len(per_layer) == 1:
+        return label, check
+    return label, {**check, "layer": label,
+                   "per_layer": {name: {"status": c["status"], key: c.get(key)} for name, c in per_layer.items()}}
 
 
 def check_gradients(profile: np.ndarray, *, t) -> tuple[dict, dict]:
@@ -266,29 +291,31 @@ class GateStatistics:
     max_abs_h: np.ndarray
 
 
-def gate_statistics(model: Model, X: np.ndarray) -> GateStatistics:
-    """Saturated fraction per gate and step (T,) over the first :data:`GATE_SEQUENCES` inputs, the gate
-    values themselves (for histograms), and each unit's largest |h_t|."""
-    layer = diagnosed_layer(model)
-    params = jax.tree.map(jnp.asarray, layer.params)
-    acts = {"activation": layer.activation, "recurrent_activation": layer.recurrent_activation}
+def gate_statistics(model: Model, X: np.ndarray) -> dict[str, GateStatistics]:
+    """Per layer (keyed by label): saturated fraction per gate and step (T,) over the first :data:`GATE_SEQUENCES`
+    inputs, the gate values themselves (for histograms), and each unit's largest |h_t|."""
     xs = jnp.asarray(X[:GATE_SEQUENCES])
-    gates = jax.vmap(lambda x: lstm_gates(params, x, **acts))(xs)
-    masks = saturated(gates)
-    h = jax.vmap(lambda x: unroll(params, x, **acts).h)(xs)
-    return GateStatistics(
-        per_step={g: np.asarray(jnp.mean(mask, axis=(0, 2))) for g, mask in masks.items()},
-        values={g: np.asarray(v) for g, v in gates._asdict().items()},
-        max_abs_h=np.asarray(jnp.max(jnp.abs(h), axis=(0, 1))),
-    )
+    inputs = jax.vmap(lambda x: level_inputs(model, x))(xs)
+    stats = {}
+    for label, depth, layer in diagnosed_layers(model):
+        gates = jax.vmap(lambda x: layer_gates(layer, x))(inputs[depth])
+        masks = saturated(gates)
+        below = inputs[depth + 1] if depth + 1 < len(model.layers) else jax.vmap(lambda x: hidden_states(model, x))(xs)
+        h = below[..., : layer.hidden_size] if layer.direction == "forward" else below[..., layer.hidden_size:]
+        stats[label] = GateStatistics(
+            per_step={g: np.asarray(jnp.mean(mask, axis=(0, 2))) for g, mask in masks.items()},
+            values={g: np.asarray(v) for g, v in gates.items()},
+            max_abs_h=np.asarray(jnp.max(jnp.abs(h), axis=(0, 1))),
+        )
+    return stats
 
 
 def check_saturation(stats: GateStatistics, *, t) -> dict:
     fractions = {g: float(np.mean(v)) for g, v in stats.per_step.items()}
     worst = max(fractions, key=fractions.get)
     out = {"status": _status(fractions[worst], t["saturation"], t["saturation_warn"], below=False),
-           "fraction_saturated": fractions, "most_saturated_gate": worst,
-           "bounds": "sigmoid gates outside [0.05, 0.95]; |g| > 0.95"}
+           "fraction_saturated": fractions, "most_saturated_gate": worst, "largest_fraction_saturated": fractions[worst],
+           "bounds": "sigmoid gates outside [0.05, 0.95]; candidates |g| > 0.95"}
     bad = sum(int(np.sum(~np.isfinite(v))) for v in stats.values.values())
     if bad:  # NaN gates count as unsaturated in the fractions: say so, and never call it ok
         total = sum(v.size for v in stats.values.values())
@@ -298,24 +325,41 @@ def check_saturation(stats: GateStatistics, *, t) -> dict:
     return out
 
 
-def check_dead_units(stats: GateStatistics, *, t) -> dict:
-    dead = stats.max_abs_h < 1e-6
-    fraction = float(np.mean(dead))
-    return {"status": _status(fraction, t["dead_units"], t["dead_units_warn"], below=False),
-            "fraction_dead": fraction, "dead_units": np.flatnonzero(dead).tolist()}
+def check_dead_units(stats: GateStatistics | Mapping[str, GateStatistics], *, t) -> dict:
+    """Fraction of hidden units that never leave ``|h_t| < 1e-6``, over every layer's units (per layer too, for a
+    stack: ``dead_units`` lists ``(layer, unit)``)."""
+    per_layer = {"": stats} if isinstance(stats, GateStatistics) else dict(stats)
+    dead = {label: s.max_abs_h < 1e-6 for label, s in per_layer.items()}
+    fraction = float(np.mean(np.concatenate(list(dead.values()))))
+    out = {"status": _status(fraction, t["dead_units"], t["dead_units_warn"], below=False), "fraction_dead": fraction}
+    if len(dead) == 1:
+        return {**out, "dead_units": np.flatnonzero(next(iter(dead.values()))).tolist()}
+    return {**out, "dead_units": [f"{label}: {i}" for label, d in dead.items() for i in np.flatnonzero(d)],
+            "per_layer": {label: float(np.mean(d)) for label, d in dead.items()}}
+
+
+def _weight_ratio(layer: Layer) -> dict:
+    params = layer.params
+    D, H = params.input_size, params.hidden_size
+    blocks = params.W.shape[-1] // H
+    rms_w = float(np.sqrt(np.mean(np.square(params.W))))
+    rms_u = float(np.sqrt(np.mean(np.square(params.U))))
+    init_w = math.sqrt(2.0 / (D + blocks * H))  # Glorot uniform over (D, 4H) (LSTM) or (D, 3H) (GRU)
+    init_u = 1.0 / math.sqrt(H)  # orthogonal (H, H) blocks
+    return {"kernel_rms": rms_w, "kernel_initial_rms": init_w, "recurrent_kernel_rms": rms_u,
+            "recurrent_kernel_initial_rms": init_u, "largest_ratio_to_initial": max(rms_w / init_w, rms_u / init_u)}
 
 
 def check_weight_norms(model: Model, *, t) -> dict:
-    params = diagnosed_layer(model).params
-    D, H = params.input_size, params.hidden_size
-    rms_w = float(np.sqrt(np.mean(np.square(params.W))))
-    rms_u = float(np.sqrt(np.mean(np.square(params.U))))
-    init_w = math.sqrt(2.0 / (D + 4 * H))  # Glorot uniform over (D, 4H)
-    init_u = 1.0 / math.sqrt(H)  # orthogonal (H, H) blocks
-    ratio = max(rms_w / init_w, rms_u / init_u)
-    return {"status": _status(ratio, t["weight_ratio"], t["weight_ratio_warn"], below=True),
-            "kernel_rms": rms_w, "kernel_initial_rms": init_w, "recurrent_kernel_rms": rms_u,
-            "recurrent_kernel_initial_rms": init_u, "largest_ratio_to_initial": ratio}
+    """Root-mean-square weights against their initial scales; over-regularised (fail) when every layer's kernels
+    are below ``weight_ratio`` of them. A stack reports each layer and the largest ratio."""
+    layers = {label: _weight_ratio(layer) for label, _, layer in diagnosed_layers(model)}
+    ratio = max(layer["largest_ratio_to_initial"] for layer in layers.values())
+    status = _status(ratio, t["weight_ratio"], t["weight_ratio_warn"], below=True)
+    if len(layers) == 1:
+        return {"status": status, **next(iter(layers.values()))}
+    return {"status": status, "largest_ratio_to_initial": ratio,
+            "per_layer": {label: layer["largest_ratio_to_initial"] for label, layer in layers.items()}}
 
 
 def check_data(task: Task, *, t) -> dict:
@@ -352,14 +396,17 @@ class Evidence:
     """The measured arrays behind the static checks, which the report's figures draw.
 
     Attributes:
-      lag_profile: ``log10 ||dh_T/dh_{T-k}||`` by lag k = 1..T, mean over the first :data:`PROFILE_SEQUENCES` inputs.
-      gates: the diagnosed layer's :class:`GateStatistics`.
+      lag_profile: ``log10 ||dh_T/dh_{T-k}||`` by lag k = 1..T, mean over the first :data:`PROFILE_SEQUENCES`
+        inputs, of the layer the vanishing check judged (the only one, or the worst of a stack).
+      gates: each layer's :class:`GateStatistics`, keyed by layer label (``"0 forward"``).
       predictions: the model's predictions for the inputs (see :func:`predict`).
+      layer_profiles: every layer's lag profile, keyed by layer label.
     """
 
     lag_profile: np.ndarray
-    gates: GateStatistics
+    gates: dict[str, GateStatistics]
     predictions: np.ndarray
+    layer_profiles: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,19 +511,17 @@ def diagnose_model(model: Model, task: Task, *, thresholds: Mapping[str, float] 
     """Run every static check on ``model`` with the data of ``task``.
 
     Args:
-      model: a single forward LSTM layer, with or without a head (:func:`diagnosed_layer`); the activations and
-        the head's output function are the model's.
+      model: any stack of LSTM and GRU layers, with or without a head; the activations and the head's output
+        function are the model's.
       task: the data to judge it on.
       thresholds: overrides of :data:`THRESHOLDS`.
 
     Raises:
-      ValueError: an unknown or out-of-range threshold (:func:`check_thresholds`), a model diagnosis does not
-        support, fewer than 2 sequences, a model whose input or head width does not fit the data, or a head whose
+      ValueError: an unknown or out-of-range threshold (:func:`check_thresholds`), fewer than 2 sequences, a model whose input or head width does not fit the data, or a head whose
         output function does not fit the targets (softmax needs >= 2 outputs and rows of class probabilities,
         sigmoid targets in [0, 1]).
     """
     t = check_thresholds(thresholds)
-    diagnosed_layer(model)  # refuses a model diagnose cannot judge, before any work
     if task.n < 2:
         raise ValueError(f"diagnose needs at least 2 sequences to measure a spread; the data has {task.n} "
                          f"(X shape {task.X.shape})")
@@ -486,19 +531,25 @@ def diagnose_model(model: Model, task: Task, *, thresholds: Mapping[str, float] 
     if model.head is not None:
         check_head_fits(model.head.output, model.output_size, task)
     with jax.numpy_dtype_promotion("standard"):
-        profile = lag_profile(model, task.X)
+        model = jax.tree.map(jnp.asarray, model)
+        profiles = layer_profiles(model, task.X)
         stats = gate_statistics(model, task.X)
         logits, pred = _outputs(model, task.X)
         collapse = check_output_collapse(model, task, logits, pred, t=t)
-    vanishing, exploding = check_gradients(profile, t=t)
+    gradients = {label: check_gradients(profile, t=t) for label, profile in profiles.items()}
+    vanishing_layer, vanishing = _worst({k: v[0] for k, v in gradients.items()}, "log10_norm_at_lag_T_minus_1", -1)
+    _, exploding = _worst({k: v[1] for k, v in gradients.items()}, "max_log10_norm", 1)
+    _, saturation = _worst({label: check_saturation(s, t=t) for label, s in stats.items()},
+                           "largest_fraction_saturated", 1)
     checks = {
         "output_collapse": collapse,
         "vanishing_gradients": vanishing,
         "exploding_gradients": exploding,
-        "gate_saturation": check_saturation(stats, t=t),
+        "gate_saturation": saturation,
         "dead_units": check_dead_units(stats, t=t),
         "weight_norms": check_weight_norms(model, t=t),
         "data_variability": check_data(task, t=t),
     }
-    evidence = Evidence(lag_profile=profile, gates=stats, predictions=pred)
+    evidence = Evidence(lag_profile=profiles[vanishing_layer], gates=stats, predictions=pred,
+                        layer_profiles=profiles)
     return Diagnosis(collapse["status"] == "fail", checks, likely_causes(checks), t, evidence)

@@ -9,6 +9,8 @@ A sequence whose gates are not all finite has fraction NaN.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 
@@ -18,11 +20,19 @@ from gradflow.lstm.cell import GATE_NAMES, Gates, LSTMParams, lstm_gates
 SATURATION_BOUNDS = {"low": 0.05, "high": 0.95, "cell": 0.95}
 
 
-def saturated(gates: Gates, *, low: float = 0.05, high: float = 0.95, cell: float = 0.95) -> dict[str, jax.Array]:
-    """Boolean masks, one per name of :data:`GATE_NAMES` (re-exported from :mod:`gradflow.lstm.cell`), of the
-    saturated entries of ``gates``: gates outside ``[low, high]``, candidates with ``|g| > cell``."""
+#: Names of candidate values (the cell activation's output) among a cell's gates: the LSTM's ``cell``, the GRU's
+#: ``candidate``; every other gate is a sigmoid gate.
+CANDIDATES: tuple[str, ...] = ("cell", "candidate")
+
+
+def saturated(gates: Gates | Mapping[str, jax.Array], *, low: float = 0.05, high: float = 0.95,
+              cell: float = 0.95) -> dict[str, jax.Array]:
+    """Boolean masks, one per gate of ``gates`` (an LSTM's :class:`Gates`, or any ``{name: values}`` such as a GRU's),
+    of the saturated entries: sigmoid gates outside ``[low, high]``, candidates (:data:`CANDIDATES`) with
+    ``|g| > cell``."""
     outside = lambda v: (v < low) | (v > high)  # noqa: E731
-    return {name: jnp.abs(v) > cell if name == "cell" else outside(v) for name, v in gates._asdict().items()}
+    named = gates._asdict() if isinstance(gates, tuple) else dict(gates)
+    return {name: jnp.abs(v) > cell if name in CANDIDATES else outside(v) for name, v in named.items()}
 
 
 def saturation_fractions(

@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradflow.lstm.cell import LSTMParams, LSTMState, lstm_step, resolve_activation, resolve_recurrent_activation, unroll
-from gradflow.lstm.gru import GRUParams, gru_step, gru_unroll
+from gradflow.lstm.cell import LSTMParams, LSTMState, lstm_gates, lstm_step, resolve_activation, resolve_recurrent_activation, unroll
+from gradflow.lstm.gru import GRUParams, gru_gates, gru_step, gru_unroll
 
 Array = jax.Array
 
@@ -57,6 +57,8 @@ class CellKind(NamedTuple):
       hidden: ``hidden(layer, xs (T, D)) -> (T, H)``, the hidden states read forward.
       state_size: ``n(H)``, the size of the flat recurrent state ``s`` (2H for the LSTM's (h, c), H for a GRU).
       step: ``step(layer) -> (s_{t-1}, x_t) -> s_t`` on the flat state, ``h`` first (entries 0..H-1).
+      gates: ``gates(layer, xs (T, D)) -> {name: (T, H)}``, every step's gate values read forward, named as the
+        kernel's column blocks (a candidate is ``"cell"`` or ``"candidate"``; every other gate is a sigmoid gate).
     """
 
     family: str
@@ -64,6 +66,7 @@ class CellKind(NamedTuple):
     hidden: Callable[[Layer, Array], Array]
     state_size: Callable[[int], int]
     step: Callable[[Layer], Callable[[Array, Array], Array]]
+    gates: Callable[[Layer, Array], dict[str, Array]]
 
 
 def _activations(layer: Layer) -> dict:
@@ -72,6 +75,10 @@ def _activations(layer: Layer) -> dict:
 
 def _lstm_hidden(layer: Layer, xs: Array) -> Array:
     return unroll(layer.params, xs, **_activations(layer)).h
+
+
+def _lstm_gates(layer: Layer, xs: Array) -> dict[str, Array]:
+    return lstm_gates(layer.params, xs, **_activations(layer))._asdict()
 
 
 def _lstm_step(layer: Layer):
@@ -91,14 +98,17 @@ def _gru_kind(reset_after: bool) -> CellKind:
     def step(layer):
         return lambda h, x: gru_step(layer.params, h, x, reset_after=reset_after, **_activations(layer))
 
-    return CellKind("gru", GRUParams, hidden, lambda H: H, step)
+    def gates(layer, xs):
+        return gru_gates(layer.params, xs, reset_after=reset_after, **_activations(layer))._asdict()
+
+    return CellKind("gru", GRUParams, hidden, lambda H: H, step, gates)
 
 
 #: Cell kinds by name. ``"gru"`` resets after the recurrent product (PyTorch, Flax, cuDNN, Keras's default);
 #: ``"gru_reset_before"`` is Cho et al.'s original (Keras ``reset_after=False``). A new cell is its params
 #: pytree and one entry here.
 CELLS: dict[str, CellKind] = {
-    "lstm": CellKind("lstm", LSTMParams, _lstm_hidden, lambda H: 2 * H, _lstm_step),
+    "lstm": CellKind("lstm", LSTMParams, _lstm_hidden, lambda H: 2 * H, _lstm_step, _lstm_gates),
     "gru": _gru_kind(True),
     "gru_reset_before": _gru_kind(False),
 }
@@ -283,6 +293,14 @@ def level_inputs(model: Model, xs: Array) -> list[Array]:
 
 def _top_states(model: Model, xs: Array) -> tuple[Array, ...]:
     return _run_levels(model, xs)[1]
+
+
+def layer_gates(layer: Layer, xs: Array) -> dict[str, Array]:
+    """Gate values ``{name: (T, H)}`` of ``layer`` on its input sequence ``xs`` (T, D), in time order (a backward
+    layer reads the reversed sequence)."""
+    if layer.direction == "backward":
+        return {name: v[::-1] for name, v in CELLS[layer.cell].gates(layer, xs[::-1]).items()}
+    return CELLS[layer.cell].gates(layer, xs)
 
 
 def hidden_states(model: Model, xs: Array) -> Array:

@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gradflow.diagnose.checks import Diagnosis
-from gradflow.flow.saturation import GATE_NAMES
 from gradflow.plot.style import CMAP, STYLE, save_figure
 
 
@@ -27,10 +26,13 @@ def plot_diagnosis(d: Diagnosis, directory: str | Path) -> list[Path]:
 
 
 def plot_lag_profile(d: Diagnosis, path: Path) -> list[Path]:
-    profile = d.evidence.lag_profile
+    """Every layer's lag profile (one layer: the profile alone) with the vanishing threshold."""
+    profiles = d.evidence.layer_profiles or {"": d.evidence.lag_profile}
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.2, 2.8), constrained_layout=True)
-        ax.plot(np.arange(1, profile.size + 1), profile, color=plt.get_cmap(CMAP)(0.15))
+        for i, (label, profile) in enumerate(profiles.items()):
+            ax.plot(np.arange(1, profile.size + 1), profile, color=plt.get_cmap(CMAP)(0.15 + 0.7 * i / len(profiles)),
+                    label=f"layer {label}" if len(profiles) > 1 else None)
         ax.axhline(-d.thresholds["vanishing_decades"], color="0.5", ls="--", lw=0.8, label="vanishing threshold")
         ax.set_xlabel("lag $T - t$ (steps)")
         ax.set_ylabel(r"$\log_{10}\,\|\partial h_T/\partial h_t\|_F$")
@@ -40,15 +42,21 @@ def plot_lag_profile(d: Diagnosis, path: Path) -> list[Path]:
 
 
 def plot_gates(d: Diagnosis, path: Path) -> list[Path]:
-    values = d.evidence.gates.values
+    """Histograms of every layer's gate values: one row per layer, one panel per gate."""
+    layers = d.evidence.gates
+    columns = max(len(s.values) for s in layers.values())
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 4, figsize=(8.0, 2.2), constrained_layout=True, sharey=True)
-        for ax, gate in zip(axes, GATE_NAMES):
-            v = values[gate].ravel()
-            ax.hist(v, bins=40, color=plt.get_cmap(CMAP)(0.3))
-            ax.set_title(f"{gate} gate" if gate != "cell" else "candidate g")
-            ax.set_yscale("log")
-        axes[0].set_ylabel("count (steps x units x inputs)")
+        fig, axes = plt.subplots(len(layers), columns, figsize=(2.0 * columns, 2.2 * len(layers)),
+                                 constrained_layout=True, sharey=True, squeeze=False)
+        for row, (label, stats) in zip(axes, layers.items()):
+            for ax, (gate, values) in zip(row, stats.values.items()):
+                ax.hist(values.ravel(), bins=40, color=plt.get_cmap(CMAP)(0.3))
+                name = "candidate g" if gate == "cell" else gate if gate == "candidate" else f"{gate} gate"
+                ax.set_title(f"layer {label}: {name}" if len(layers) > 1 else name)
+                ax.set_yscale("log")
+            for ax in row[len(stats.values):]:
+                ax.set_visible(False)
+            row[0].set_ylabel("count (steps x units x inputs)")
         return save_figure(fig, path)
 
 

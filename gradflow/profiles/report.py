@@ -2,8 +2,8 @@
 and its text table.
 
 JSON holds no NaN or Infinity literals (RFC 8259 has none): a non-finite value is written as the string
-``"-Infinity"`` (an exactly vanished Jacobian), ``"Infinity"`` (overflow) or ``"NaN"``; Python's ``float()``
-reads each back.
+``"-inf"`` (an exactly vanished Jacobian), ``"inf"`` (overflow) or ``"nan"``, as ``gradflow diagnose --json``
+writes them; Python's ``float()`` reads each back.
 """
 
 from __future__ import annotations
@@ -51,17 +51,17 @@ def profile_model(model: Model, xs: np.ndarray, *, dtype: str = "float32", wrt: 
 
 
 def json_number(value: float) -> float | str:
-    """A float for strict JSON: finite values as they are, others as ``"-Infinity"``, ``"Infinity"`` or ``"NaN"``.
+    """A float for strict JSON: finite values as they are, others as ``"-inf"``, ``"inf"`` or ``"nan"``.
 
     Example:
       >>> [json_number(v) for v in (1.5, float("-inf"), float("nan"))]
-      [1.5, '-Infinity', 'NaN']
+      [1.5, '-inf', 'nan']
     """
     value = float(value)
     if math.isnan(value):
-        return "NaN"
+        return "nan"
     if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
+        return "inf" if value > 0 else "-inf"
     return value
 
 
