@@ -122,8 +122,21 @@ def test_pytorch_keys_beyond_the_stack_read_are_refused():
     gap = {**_torch_layer(rng, D, "_l0"), **_torch_layer(rng, H, "_l2")}  # no l1: l2 would be ignored
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['bias_hh_l2', 'bias_ih_l2', 'weight_hh_l2', 'weight_ih_l2'\]"):
         model_from_arrays(gap)
-    with pytest.raises(ValueError, match=r"PyTorch nn.LSTM names .* A PyTorch head \(fc.weight, fc.bias\) is not read: store it as head_kernel = fc.weight.T"):
-        model_from_arrays({**_torch_layer(rng, D, "_l0"), "fc.weight": np.zeros((1, H))})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['dense_kernel'\] in the recurrent module ''; understood: "
+                                         r"PyTorch nn.LSTM / nn.GRU names"):
+        model_from_arrays({**_torch_layer(rng, D, "_l0"), "dense_kernel": np.zeros((H, 1))})
+
+
+def test_a_pytorch_head_in_an_npz_is_read_once():
+    """A PyTorch Linear head (fc.weight, fc.bias) is the model's head, never ignored; given twice it is refused."""
+    rng = np.random.default_rng(6)
+    arrays = {**_torch_layer(rng, D, "_l0"), "fc.weight": rng.normal(size=(2, H)), "fc.bias": rng.normal(size=2)}
+    model = model_from_arrays(arrays, head_output="softmax")
+    np.testing.assert_array_equal(model.head.kernel, arrays["fc.weight"].T.astype(np.float32))
+    np.testing.assert_array_equal(model.head.bias, arrays["fc.bias"].astype(np.float32))
+    assert model.head.output == "softmax"
+    with pytest.raises(ValueError, match=r"two heads: \['head_kernel'\] and a PyTorch Linear layer"):
+        model_from_arrays({**arrays, "head_kernel": np.zeros((H, 1))})
 
 
 @pytest.mark.parametrize(
@@ -137,3 +150,19 @@ def test_complex_or_out_of_range_weights_are_refused(key, value, message):
     arrays = {**_keras(np.random.default_rng(5)), key: value}
     with pytest.raises(ValueError, match=message):
         model_from_arrays(arrays)
+
+
+def test_pytorch_npz_files_hold_grus_under_key_prefixes(tmp_path):
+    rng = np.random.default_rng(7)
+    shapes = {"weight_ih_l0": (3 * H, D), "weight_hh_l0": (3 * H, H), "bias_ih_l0": (3 * H,), "bias_hh_l0": (3 * H,)}
+    arrays = {f"encoder.rnn.{name}": rng.normal(size=shape) for name, shape in shapes.items()}
+    np.savez(tmp_path / "gru.npz", **arrays, head_kernel=rng.normal(size=(H, 1)), **{"embedding.weight": np.ones((9, D))})
+    model = load_model(tmp_path / "gru.npz", activation="softsign")
+    assert weights_layout(arrays) == "pytorch" and (model.layers[0].cell, model.layers[0].activation) == ("gru", "softsign")
+    assert model.head.kernel.shape == (H, 1)
+    params = gf.GRUParams(*(jnp.asarray(a, jnp.float32) for a in (
+        arrays["encoder.rnn.weight_ih_l0"].T, arrays["encoder.rnn.weight_hh_l0"].T, arrays["encoder.rnn.bias_ih_l0"],
+        arrays["encoder.rnn.bias_hh_l0"])))
+    xs = jnp.asarray(rng.normal(size=(5, D)), jnp.float32)
+    np.testing.assert_allclose(hidden_states(model, xs), gf.gru_unroll(params, xs, activation="softsign"),
+                               rtol=1e-5, atol=1e-6)

@@ -47,7 +47,7 @@ def _load_file(path: Path, *, rnn, head, head_output, activation, recurrent_acti
         from gradflow.data.weights import load_model as load_npz
 
         return load_npz(path, activation=activation or "tanh", recurrent_activation=recurrent_activation or "sigmoid",
-                        head_output=head_output or "linear")
+                        head_output=head_output or "linear", rnn=rnn, head=head)
     if suffix in SUFFIXES["torch"]:
         from gradflow.data.torch_files import load_torch_model
 
@@ -76,8 +76,8 @@ def load_model(
       source: a path (``.npz``, ``.pt``/``.pth``/``.ckpt``, ``.keras``), a :class:`Model`, a gradflow NNX ``LSTM``,
         a PyTorch ``nn.Module`` or state dict, a Keras model, a Flax NNX cell / ``nnx.RNN`` / ``nnx.Bidirectional``
         or a list of them, or a Linen parameter tree.
-      rnn: for PyTorch, the key prefix of the recurrent module to read when a file holds several (e.g. ``"encoder."``).
-      head: for PyTorch, the prefix of the ``Linear`` head when several fit the top layer.
+      rnn: for PyTorch names (``.pt`` or ``.npz``), the key prefix of the recurrent module to read when a file holds several (e.g. ``"encoder."``).
+      head: for PyTorch names, the prefix of the ``Linear`` head when several fit the top layer.
       head_output: the head's output function (``"sigmoid"``, ``"softmax"``, ``"linear"``); PyTorch and ``.npz``
         files do not say it (default ``"linear"``), Keras files do (given here, it overrides theirs).
       activation, recurrent_activation: for ``.npz`` files and Linen trees, which do not say them (default tanh and

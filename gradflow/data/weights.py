@@ -1,33 +1,32 @@
-"""Trained LSTM weights from ``.npz`` files as a :class:`gradflow.lstm.model.Model`: the Keras layout, or PyTorch
-``nn.LSTM`` state-dict names.
+"""Trained recurrent weights from ``.npz`` files as a :class:`gradflow.lstm.model.Model`: the Keras layout, or the
+names of a PyTorch state dict.
 
-Keras: ``kernel`` (D, 4H), ``recurrent_kernel`` (H, 4H), ``bias`` (4H,), gates in the order
-(input, forget, cell, output): one forward layer. PyTorch: ``weight_ih_l0`` (4H, D), ``weight_hh_l0`` (4H, H),
-``bias_ih_l0`` and ``bias_hh_l0`` (4H,), gates (input, forget, cell, output) too; gradflow uses
-``W = weight_ih.T``, ``U = weight_hh.T``, ``b = bias_ih + bias_hh``. A stacked PyTorch LSTM adds the same keys
-for levels ``l1``, ``l2`` ..., and a bidirectional one the backward layer of each level under the suffix
-``_reverse``; each level's ``weight_ih`` takes the width of the level below (H, or 2H below a bidirectional
-level). Either layout may carry a dense output head ``head_kernel`` (F, k) and ``head_bias`` (k,) on the top
-level's final state (F = H, or 2H when the top level is bidirectional). Any other key (a PyTorch head ``fc.weight``,
-a level that does not follow the levels read), and keys of both layouts in one file, are errors, never ignored.
+Keras: ``kernel`` (D, 4H), ``recurrent_kernel`` (H, 4H), ``bias`` (4H,), gates in the order (input, forget, cell,
+output): one forward LSTM layer; any other key is an error. PyTorch: the keys of an ``nn.LSTM`` or ``nn.GRU``
+state dict, ``weight_ih_l0`` (gH, D), ``weight_hh_l0`` (gH, H), ``bias_ih_l0`` and ``bias_hh_l0`` (gH,), with g = 4
+(LSTM) or 3 (GRU), further levels ``l1, l2 ...``, backward layers under the suffix ``_reverse``, optional key
+prefixes (``lstm.weight_ih_l0``) and a ``Linear`` head (``fc.weight``, ``fc.bias``) reading the top level, read as
+:func:`gradflow.data.torch_files.model_from_state_dict` reads them (``W = weight_ih.T``, ``U = weight_hh.T``; the
+LSTM's ``b = bias_ih + bias_hh``); a key inside the recurrent module that it does not understand is an error.
+Either layout may carry a dense output head ``head_kernel`` (F, k) and ``head_bias`` (k,) on the top level's final
+state (F = H, or 2H when the top level is bidirectional). Keys of both layouts in one file, and a head given twice
+(``head_kernel`` and a PyTorch ``Linear``), are errors.
 
 What a file does not say (the activations, the head's output function) is given by the caller.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
-from gradflow.lstm.checks import read_npz
 from gradflow.lstm.cell import LSTMParams
-from gradflow.lstm.model import Bidirectional, Head, Layer, Level, Model
+from gradflow.lstm.checks import read_npz
+from gradflow.lstm.model import Bidirectional, Head, Layer, Model
 
 KERAS_KEYS = ("kernel", "recurrent_kernel", "bias")
 TORCH_KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-TORCH_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 HEAD_KEYS = ("head_kernel", "head_bias")
 LAYOUTS = ("keras", "pytorch")
 
@@ -51,33 +50,28 @@ def checked_array(arrays: dict, key: str, shape: tuple, where: str, expected: st
     return a.astype(np.float32)
 
 
-def _lstm_arrays(arrays: dict, where: str, *, recurrent: str, kernel: str, biases: tuple[str, ...],
-                 transposed: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(W (D, 4H), U (H, 4H), b (4H,))`` from one layout's keys; ``transposed``: stored as (4H, .), as PyTorch
-    does, and the biases (summed) come in one or more parts."""
-    dims = (lambda n: f"(4H, {n})") if transposed else (lambda n: f"({n}, 4H)")
-    shape = (lambda n, H: (4 * H, n)) if transposed else (lambda n, H: (n, 4 * H))
-    axis = 1 if transposed else 0
-    if recurrent not in arrays or np.ndim(arrays[recurrent]) != 2:
-        raise ValueError(f"{where}: {recurrent} must have shape {dims('H')}"
-                         + ("" if recurrent in arrays else f"; missing (found {sorted(arrays)})"))
-    H = np.shape(arrays[recurrent])[axis]
-    D = np.shape(arrays[kernel])[axis] if kernel in arrays and np.ndim(arrays[kernel]) == 2 else 0
-    U = checked_array(arrays, recurrent, shape(H, H), where, dims("H"))
-    W = checked_array(arrays, kernel, shape(D, H), where, dims("D"))
-    b = sum(checked_array(arrays, key, (4 * H,), where, "(4H,)") for key in biases)
-    return (W.T, U.T, b) if transposed else (W, U, b)
-
-
-def _is_torch_key(key: str) -> bool:
-    return re.fullmatch(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l\d+(_reverse)?", key) is not None
+def _keras_layer(arrays: dict, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(W (D, 4H), U (H, 4H), b (4H,))`` from the Keras keys."""
+    if "recurrent_kernel" not in arrays or np.ndim(arrays["recurrent_kernel"]) != 2:
+        raise ValueError(f"{where}: recurrent_kernel must have shape (H, 4H)"
+                         + ("" if "recurrent_kernel" in arrays else f"; missing (found {sorted(arrays)})"))
+    H = np.shape(arrays["recurrent_kernel"])[0]
+    D = np.shape(arrays["kernel"])[0] if "kernel" in arrays and np.ndim(arrays["kernel"]) == 2 else 0
+    U = checked_array(arrays, "recurrent_kernel", (H, 4 * H), where, "(H, 4H)")
+    W = checked_array(arrays, "kernel", (D, 4 * H), where, "(D, 4H)")
+    b = checked_array(arrays, "bias", (4 * H,), where, "(4H,)")
+    if D < 1:
+        raise ValueError(f"{where}: the input kernel must have at least one input feature; got {W.shape}")
+    return W, U, b
 
 
 def weights_layout(arrays: dict, *, where: str = "weights") -> str:
     """The layout of named weight arrays, one of :data:`LAYOUTS`; ValueError if neither layout's keys are there,
     or if both are."""
+    from gradflow.data.torch_files import RNN_KEY  # torch_files builds on checked_array: imported here, not above
+
     keras = sorted(k for k in arrays if k in KERAS_KEYS)
-    torch = sorted(k for k in arrays if _is_torch_key(k))
+    torch = sorted(k for k in arrays if RNN_KEY.fullmatch(k))
     if keras and torch:
         raise ValueError(f"{where}: both Keras keys {keras} and PyTorch keys {torch}; a weight file holds one "
                          f"layout: Keras {list(KERAS_KEYS)} or PyTorch {list(TORCH_KEYS)} (and further levels)")
@@ -89,34 +83,51 @@ def weights_layout(arrays: dict, *, where: str = "weights") -> str:
                      f"{list(TORCH_KEYS)}; found {sorted(arrays)}")
 
 
-def _torch_levels(arrays: dict, where: str, layer) -> list[Level]:
-    """The levels ``l0, l1, ...`` of a PyTorch state dict, each a forward layer or, with ``_reverse`` keys, a pair."""
-    if any(key.startswith("weight_hr_l") for key in arrays):
-        raise ValueError(f"{where}: LSTM projections (weight_hr_l*, PyTorch's proj_size) are not supported")
-    has = lambda suffix: any(key.endswith(suffix) for key in arrays)  # noqa: E731
-    levels: list[Level] = []
-    width = None
-    k = 0
-    while k == 0 or has(f"_l{k}") or has(f"_l{k}_reverse"):
-        parts = []
-        for suffix in (f"_l{k}", f"_l{k}_reverse") if has(f"_l{k}_reverse") else (f"_l{k}",):
-            W, U, b = _lstm_arrays(arrays, where, recurrent=f"weight_hh{suffix}", kernel=f"weight_ih{suffix}",
-                                   biases=(f"bias_ih{suffix}", f"bias_hh{suffix}"), transposed=True)
-            if width is not None and W.shape[0] != width:
-                raise ValueError(f"{where}: weight_ih{suffix} must have shape (4H, {width}) to take the {width} "
-                                 f"features of level l{k - 1}; got {W.T.shape}")
-            if parts and U.shape != parts[0].params.U.shape:
-                raise ValueError(f"{where}: weight_hh{suffix} must have the shape of weight_hh_l{k}, "
-                                 f"{parts[0].params.U.T.shape}; got {U.T.shape}")
-            parts.append(layer(W, U, b, "backward" if suffix.endswith("_reverse") else "forward"))
-        levels.append(Bidirectional(*parts) if len(parts) == 2 else parts[0])
-        width = sum(part.hidden_size for part in parts)
-        k += 1
-    return levels
+def _keras_model(arrays: dict, where: str) -> Model:
+    unknown = sorted(set(arrays) - set(KERAS_KEYS) - set(HEAD_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; understood: Keras {list(KERAS_KEYS)} with an optional "
+                         f"head {list(HEAD_KEYS)} (F, k), (k,)")
+    return Model((Layer(LSTMParams(*_keras_layer(arrays, where))),))
+
+
+def _torch_model(arrays: dict, where: str, rnn: str | None, head: str | None, head_output: str) -> Model:
+    from gradflow.data.torch_files import model_from_state_dict  # see weights_layout
+
+    state = {key: a for key, a in arrays.items() if key not in HEAD_KEYS}
+    model = model_from_state_dict(state, where=where, rnn=rnn, head=head, head_output=head_output)
+    if model.head is not None and any(key in arrays for key in HEAD_KEYS):
+        raise ValueError(f"{where}: two heads: {[key for key in HEAD_KEYS if key in arrays]} and a PyTorch Linear "
+                         f"layer reading the top level; keep one")
+    return model
+
+
+def _with_activations(model: Model, activation: str, recurrent_activation: str) -> Model:
+    def layer(one: Layer) -> Layer:
+        return one.replace(activation=activation, recurrent_activation=recurrent_activation)
+
+    return model.replace(layers=tuple(
+        Bidirectional(layer(level.forward), layer(level.backward)) if isinstance(level, Bidirectional) else layer(level)
+        for level in model.layers))
+
+
+def _file_head(arrays: dict, model: Model, where: str, head_output: str) -> Head | None:
+    """The head stored as ``head_kernel`` (F, k) and ``head_bias`` (k,), or None."""
+    top = model.layers[-1]
+    F, dims = (2 * top.hidden_size, "(2H, k)") if isinstance(top, Bidirectional) else (top.hidden_size, "(H, k)")
+    if "head_kernel" not in arrays:
+        if "head_bias" in arrays:
+            raise ValueError(f"{where}: head_bias given without head_kernel {dims}")
+        return None
+    k = np.shape(arrays["head_kernel"])[-1] if np.ndim(arrays["head_kernel"]) == 2 else -1
+    kernel = checked_array(arrays, "head_kernel", (F, max(k, 0)), where, dims)
+    bias = checked_array(arrays, "head_bias", (k,), where, "(k,)") if "head_bias" in arrays else np.zeros(k, np.float32)
+    return Head(kernel, bias, head_output)
 
 
 def model_from_arrays(arrays: dict, *, where: str = "weights", activation: str = "tanh",
-                      recurrent_activation: str = "sigmoid", head_output: str = "linear") -> Model:
+                      recurrent_activation: str = "sigmoid", head_output: str = "linear", rnn: str | None = None,
+                      head: str | None = None) -> Model:
     """A :class:`gradflow.lstm.model.Model` from Keras- or PyTorch-named arrays (see the module docstring), validated.
 
     Args:
@@ -125,47 +136,24 @@ def model_from_arrays(arrays: dict, *, where: str = "weights", activation: str =
       activation, recurrent_activation: the cell and gate activations of every layer (a file does not say).
       head_output: the output function of the head, if the arrays have one (see
         :data:`gradflow.lstm.model.HEAD_OUTPUTS`).
+      rnn, head: PyTorch layout only: the key prefixes of the recurrent module and of the Linear head, where the
+        arrays hold several (see :func:`gradflow.data.torch_files.model_from_state_dict`).
 
     Returns:
       The model, float32 numpy arrays as leaves.
 
     Raises:
-      ValueError: a missing key, a wrong shape or dtype, a non-finite value, a key of neither layout (a PyTorch
-        head ``fc.weight`` too), or keys of both layouts; the message names the key and what is expected.
+      ValueError: a missing key, a wrong shape or dtype, a non-finite value, a key that is not understood (any
+        other key in the Keras layout, one inside the recurrent module in the PyTorch layout), keys of both
+        layouts, or two heads; the message names the key and what is expected.
     """
-    def layer(W, U, b, direction="forward"):
-        params = LSTMParams(np.ascontiguousarray(W), np.ascontiguousarray(U), b)
-        return Layer(params, direction=direction, activation=activation, recurrent_activation=recurrent_activation)
-
     if weights_layout(arrays, where=where) == "keras":
-        levels = [layer(*_lstm_arrays(arrays, where, recurrent="recurrent_kernel", kernel="kernel", biases=("bias",),
-                                      transposed=False))]
-        read = set(KERAS_KEYS)
+        model = _keras_model(arrays, where)
     else:
-        levels = _torch_levels(arrays, where, layer)
-        read = {f"{name}_l{k}{reverse}" for k, level in enumerate(levels) for name in TORCH_NAMES
-                for reverse in (("", "_reverse") if isinstance(level, Bidirectional) else ("",))}
-    unknown = sorted(set(arrays) - read - set(HEAD_KEYS))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; understood: Keras {list(KERAS_KEYS)}, or PyTorch "
-                         f"nn.LSTM names weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> (suffix _reverse "
-                         f"for a backward layer) for levels l0, l1, ... in order; either with a head {list(HEAD_KEYS)} "
-                         f"(F, k), (k,). A PyTorch head (fc.weight, fc.bias) is not read: store it as "
-                         f"head_kernel = fc.weight.T and head_bias = fc.bias")
-    bottom = levels[0].forward if isinstance(levels[0], Bidirectional) else levels[0]
-    if bottom.input_size < 1:
-        raise ValueError(f"{where}: the input kernel must have at least one input feature; got {bottom.params.W.shape}")
-    top = levels[-1]
-    F, dims = (2 * top.hidden_size, "(2H, k)") if isinstance(top, Bidirectional) else (top.hidden_size, "(H, k)")
-    head = None
-    if "head_kernel" in arrays:
-        k = np.shape(arrays["head_kernel"])[-1] if np.ndim(arrays["head_kernel"]) == 2 else -1
-        kernel = checked_array(arrays, "head_kernel", (F, max(k, 0)), where, dims)
-        bias = checked_array(arrays, "head_bias", (k,), where, "(k,)") if "head_bias" in arrays else np.zeros(k, np.float32)
-        head = Head(kernel, bias, head_output)
-    elif "head_bias" in arrays:
-        raise ValueError(f"{where}: head_bias given without head_kernel {dims}")
-    return Model(tuple(levels), head)
+        model = _torch_model(arrays, where, rnn, head, head_output)
+    model = _with_activations(model, activation, recurrent_activation)
+    file_head = _file_head(arrays, model, where, head_output)
+    return model if file_head is None else model.replace(head=file_head)
 
 
 def load_model(path: str | Path, **settings) -> Model:
