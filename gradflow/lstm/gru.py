@@ -1,4 +1,5 @@
-r"""The GRU: parameters, the cell and its ``lax.scan`` unroll, in the convention PyTorch, Flax and Keras share.
+r"""The GRU: parameters, the cell, its ``lax.scan`` unroll and its closed-form step pullback, in the convention
+PyTorch, Flax and Keras share.
 
 Gate blocks (reset ``r``, update ``z``, candidate ``n``) along the kernels' last axis, time-major, unbatched:
 
@@ -17,6 +18,10 @@ with ``W`` (D, 3H), ``U`` (H, 3H), the input bias ``b`` (3H,) and the recurrent 
 ``weight_ih.T``, ``weight_hh.T``, ``bias_ih``, ``bias_hh`` (gate order r, z, n), Flax's ``GRUCell`` (same order,
 ``β = 0``); Keras orders its blocks (z, r, n), which the importer reorders. The two biases stay apart because
 ``β_n`` sits inside the reset product.
+
+The step Jacobian ``dh_t/dh_{t-1}`` in closed form (:func:`gru_pullback_apply`) is what the lag-profile engine
+applies to its cotangent rows for GRU layers (:func:`gru_pullback_fn`): a third of the multiply-adds of a generic
+vector-Jacobian product for the reset-after GRU.
 """
 
 from __future__ import annotations

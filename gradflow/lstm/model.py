@@ -37,8 +37,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradflow.lstm.cell import LSTMParams, LSTMState, lstm_gates, lstm_step, resolve_activation, resolve_recurrent_activation, unroll
-from gradflow.lstm.gru import GRUParams, gru_gates, gru_step, gru_unroll
+from gradflow.lstm.cell import (
+    LSTMParams,
+    LSTMState,
+    lstm_gates,
+    lstm_step,
+    resolve_activation,
+    resolve_recurrent_activation,
+    unroll,
+)
+from gradflow.lstm.gru import GRUParams, gru_gates, gru_pullback_fn, gru_step, gru_unroll
 
 Array = jax.Array
 
@@ -59,6 +67,8 @@ class CellKind(NamedTuple):
       step: ``step(layer) -> (s_{t-1}, x_t) -> s_t`` on the flat state, ``h`` first (entries 0..H-1).
       gates: ``gates(layer, xs (T, D)) -> {name: (T, H)}``, every step's gate values read forward, named as the
         kernel's column blocks (a candidate is ``"cell"`` or ``"candidate"``; every other gate is a sigmoid gate).
+      pullback: ``pullback(layer) -> (s_{t-1}, x_t, M) -> M ds_t/ds_{t-1}`` in closed form, or None for the
+        engine's generic vector-Jacobian products (the LSTM's own fast path is the engine's ``lstm_lag_profile``).
     """
 
     family: str
@@ -67,6 +77,7 @@ class CellKind(NamedTuple):
     state_size: Callable[[int], int]
     step: Callable[[Layer], Callable[[Array, Array], Array]]
     gates: Callable[[Layer, Array], dict[str, Array]]
+    pullback: Callable[[Layer], Callable[[Array, Array, Array], Array]] | None = None
 
 
 def _activations(layer: Layer) -> dict:
@@ -101,7 +112,10 @@ def _gru_kind(reset_after: bool) -> CellKind:
     def gates(layer, xs):
         return gru_gates(layer.params, xs, reset_after=reset_after, **_activations(layer))._asdict()
 
-    return CellKind("gru", GRUParams, hidden, lambda H: H, step, gates)
+    def pullback(layer):
+        return gru_pullback_fn(layer.params, reset_after=reset_after, **_activations(layer))
+
+    return CellKind("gru", GRUParams, hidden, lambda H: H, step, gates, pullback)
 
 
 #: Cell kinds by name. ``"gru"`` resets after the recurrent product (PyTorch, Flax, cuDNN, Keras's default);
