@@ -21,7 +21,7 @@ from gradflow.flow.variants import Grid, ModelSpec, init_variants, probe_inputs,
 from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
 from gradflow.lstm.gru import GRUParams, gru_step, gru_unroll
 from gradflow.lstm.init import SCHEMES, init_lstm
-from gradflow.lstm.model import Bidirectional, Head, Layer, Model, hidden_states, predictions
+from gradflow.lstm.model import Bidirectional, Head, Layer, Model, final_state, hidden_states, predictions
 from gradflow.lstm.module import LSTM
 from gradflow.profiles.job import profile_job, run_sweep, sweep_results
 from gradflow.sweep.job import Job
@@ -63,6 +63,7 @@ __all__ = [
     "decay_rate",
     "diagnose",
     "diagnose_setup",
+    "final_state",
     "gru_step",
     "gru_unroll",
     "hidden_states",
