@@ -4,7 +4,8 @@ The public API is what this file re-exports; everything the README teaches is ``
 beneath (see the README's Architecture): :mod:`gradflow.lstm` (the model), :mod:`gradflow.flow` (the
 engine), :mod:`gradflow.data`, :mod:`gradflow.training`, :mod:`gradflow.sweep` (infrastructure),
 :mod:`gradflow.config`, the applications :mod:`gradflow.profiles`, :mod:`gradflow.collapse`,
-:mod:`gradflow.diagnose`, and :mod:`gradflow.plot` (figures; imported only when a figure is drawn).
+:mod:`gradflow.diagnose`, :mod:`gradflow.monitor` (profiles during training), and :mod:`gradflow.plot` (figures;
+imported only when a figure is drawn).
 """
 
 from gradflow.collapse.metrics import collapse_metrics
@@ -23,6 +24,10 @@ from gradflow.lstm.gru import GRUParams, gru_step, gru_unroll
 from gradflow.lstm.init import SCHEMES, init_lstm
 from gradflow.lstm.model import Bidirectional, Head, Layer, Model, final_state, hidden_states, predictions
 from gradflow.lstm.module import LSTM
+from gradflow.monitor.core import ProfileMonitor
+from gradflow.monitor.keras import keras_monitor
+from gradflow.monitor.store import open_monitor
+from gradflow.monitor.torch import TorchMonitor
 from gradflow.profiles.job import profile_job, run_sweep, sweep_results
 from gradflow.sweep.job import Job
 from gradflow.sweep.results import open_results
@@ -50,9 +55,11 @@ __all__ = [
     "Model",
     "ModelProfile",
     "ModelSpec",
+    "ProfileMonitor",
     "RECURRENT_ACTIVATIONS",
     "SCHEMES",
     "Task",
+    "TorchMonitor",
     "TrainGrid",
     "TrainSpec",
     "WRT",
@@ -70,6 +77,7 @@ __all__ = [
     "horizon",
     "init_lstm",
     "init_variants",
+    "keras_monitor",
     "lag_norms",
     "load_config",
     "load_model",
@@ -77,6 +85,7 @@ __all__ = [
     "loss_grad_norms",
     "lstm_step",
     "model_profiles",
+    "open_monitor",
     "open_results",
     "parse_config",
     "predictions",

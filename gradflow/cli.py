@@ -121,10 +121,27 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _store_kind(directory) -> str | None:
+    """The ``kind`` a store records (None for a store without one, or without readable metadata)."""
+    from gradflow.sweep.store import stored_attrs
+
+    try:
+        return stored_attrs(directory).get("kind")
+    except FileNotFoundError:
+        return None
+
+
 def cmd_plot(args) -> int:
     from gradflow.sweep.results import Results
     from gradflow.sweep.store import progress_of
 
+    if _store_kind(args.dir) == "monitor":  # profiles recorded during training: their own figures
+        from gradflow.plot.monitor import plot_monitor
+
+        _use_file_backend()
+        figures = plot_monitor(args.dir, Path(args.out) if args.out else OutputLayout(args.dir).figures)
+        print("\n".join(str(p) for p in figures))
+        return 0
     results = Results.load(args.dir)
     done, total = progress_of(args.dir)
     if done < total:
@@ -139,8 +156,29 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def _describe_monitor(directory) -> str:
+    """What a training monitor's store holds: its steps, layers and settings."""
+    from gradflow.monitor.store import open_monitor
+
+    ds = open_monitor(directory)
+    steps = ds["step"].values
+    layers = [f"{i} {d} {c.upper()} H={h}" for i, d, c, h in zip(*(ds[k].values for k in (
+        "layer_index", "layer_direction", "layer_cell", "layer_hidden_size")))]
+    span = f"{steps[0]}..{steps[-1]}" if len(steps) else "none yet"
+    return "\n".join([f"{OutputLayout(directory).store}: a training monitor ({ds.attrs.get('framework')})",
+                      f"  records       {len(steps)} at steps {span} (every {ds.attrs.get('every')} "
+                      f"{ds.attrs.get('every_unit')}s)",
+                      f"  layers        {'; '.join(layers)}",
+                      f"  probe         (N, T, D) = {tuple(ds.attrs.get('probe_shape', ()))}, lags 1..{ds.sizes.get('lag')}, "
+                      f"wrt {ds.attrs.get('wrt')}"])
+
+
 def cmd_info(args) -> int:
     from gradflow.sweep.info import describe_store
+
+    if _store_kind(args.dir) == "monitor":
+        print(_describe_monitor(args.dir))
+        return 0
 
     print(describe_store(args.dir))
     health = _health(args.dir)
@@ -167,6 +205,9 @@ def cmd_check(args) -> int:
     from gradflow.sweep.check import check_store, repair_store
     from gradflow.workflows import job_of_store
 
+    if _store_kind(args.dir) == "monitor":
+        raise ValueError(f"{args.dir} is a training monitor's store: it is checked whenever it is reopened (a record "
+                         f"cut short is trimmed); 'gradflow check' verifies sweep and collapse stores")
     job = job_of_store(args.dir)
     health = check_store(args.dir, job, decode=not args.quick)
     print(f"{OutputLayout(args.dir).store}: {health.summary()}")
@@ -343,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="TOML collapse config (default: the embedded example, recall task)")
     _add_sweep_arguments(collapse)
     plot = sub.add_parser("plot", help="redraw every figure from stored results")
-    plot.add_argument("dir", help="a directory written by 'gradflow sweep' or 'gradflow run'")
+    plot.add_argument("dir", help="a directory written by 'gradflow sweep', 'run' or 'collapse', or by a training "
+                      "monitor (the profile's evolution over training)")
     plot.add_argument("--out", default=None, help="figure directory (default: DIR/figures)")
     plot.set_defaults(func=cmd_plot)
     diagnose = sub.add_parser("diagnose", help="why does my LSTM output the same value? checks with evidence, "
