@@ -34,7 +34,7 @@ from gradflow.sweep.results import open_results
 from gradflow.training.train import TrainGrid, TrainSpec, train_variants
 from gradflow.workflows import collapse_map
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ACTIVATIONS",

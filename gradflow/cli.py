@@ -265,7 +265,8 @@ def cmd_diagnose(args) -> int:
         if args.head is not None and model.head is None:
             raise ValueError(f"--head {args.head} given but the weights have no head (head_kernel, head_bias): "
                              f"diagnose judges h_T itself; drop --head, or add the head to {args.weights}")
-        if model.head is not None:  # the file does not say how its head is applied: --head, or the labels' kind
+        says_output = Path(args.weights).suffix.lower() == ".keras"  # a Keras Dense names its activation
+        if model.head is not None and (args.head or not says_output):  # else: --head, or the labels' kind
             model = model.replace(head=model.head.replace(output=args.head or HEAD_FOR_KIND[task.kind]))
         diagnosis = diagnose_model(model, task, thresholds=thresholds)
     from gradflow.plot.diagnosis import plot_diagnosis

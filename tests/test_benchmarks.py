@@ -53,3 +53,13 @@ def test_bench_train_quick_runs_and_compares_vmapped_with_the_loop(tmp_path):
     assert [r["variants"] for r in rows] == [1, 4]
     for row in rows:
         assert row["vmapped"]["median_s"] > 0 and row["loop"]["median_s"] > 0 and row["vmapped_over_one"] > 0
+
+
+@pytest.mark.slow
+def test_bench_gru_quick_runs_and_the_two_pullbacks_agree(tmp_path):
+    record = _run_quick("bench_gru", tmp_path)
+    assert record["cases"], record.keys()
+    for case in record["cases"]:
+        assert max(case["max_abs_difference_decades"].values()) < 1e-3  # closed form and generic VJP agree
+        assert set(case["closed_speedup_over_generic"]) and all(
+            v > 0 for v in case["closed_speedup_over_generic"].values())

@@ -134,3 +134,46 @@ def test_each_seed_example_saved_as_keras_gives_the_npz_diagnosis(trained, tmp_p
         from_keras = gf.diagnose(gf.load_model(tmp_path / f"{name}.keras"), val)  # the file says sigmoid and relu
         assert gf.load_model(tmp_path / f"{name}.keras").layers[0].activation == activation
         _same_diagnosis(from_npz, from_keras)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+def test_the_command_line_diagnoses_the_files_alike_and_keeps_a_keras_head_s_own_output(trained, tmp_path, capsys):
+    import json
+
+    from gradflow.cli import main
+    from gradflow.data.keras_files import import_keras
+
+    try:
+        import_keras()
+    except ValueError:
+        pytest.skip("keras is not installed")
+    name, activation, model, val = trained[0]
+    _save_npz(model, tmp_path / "m.npz")
+    _save_keras(model, activation, tmp_path / "m.keras")
+    np.savez(tmp_path / "val.npz", X=val.X, y=val.y)
+    reports = []
+    for file in ("m.npz", "m.keras"):
+        assert main(["diagnose", "--weights", str(tmp_path / file), "--data", str(tmp_path / "val.npz"), "--json",
+                     "--out", str(tmp_path / file.replace(".", "_"))]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    for key in ("spread_ratio", "prediction_std", "loss_ratio_to_best_constant"):
+        assert reports[0]["checks"]["output_collapse"][key] == pytest.approx(
+            reports[1]["checks"]["output_collapse"][key], rel=1e-4)
+    assert {k: c["status"] for k, c in reports[0]["checks"].items()} == {
+        k: c["status"] for k, c in reports[1]["checks"].items()}
+    keras_head = gf.load_model(tmp_path / "m.keras").head
+    assert keras_head.output == "sigmoid"  # from the file; the labels' kind would give the same here, so:
+    relabelled = val.y * 0.5 + 0.25  # regression-looking targets: an .npz head becomes linear, a Keras one stays
+    np.savez(tmp_path / "reg.npz", X=val.X, y=relabelled)
+    assert main(["diagnose", "--weights", str(tmp_path / "m.keras"), "--data", str(tmp_path / "reg.npz"), "--json",
+                 "--out", str(tmp_path / "reg")]) == 0
+    kept = json.loads(capsys.readouterr().out)["checks"]["output_collapse"]["loss_ratio_to_best_constant"]
+    from gradflow.diagnose.checks import best_constant_loss
+    from gradflow.lstm.model import head_logits, head_loss
+
+    keras_model = gf.load_model(tmp_path / "m.keras")
+    logits = jax.vmap(lambda x: head_logits(keras_model, x))(val.X)
+    ratio = {out: float(head_loss(out, logits, relabelled)) / best_constant_loss(out, relabelled)
+             for out in ("sigmoid", "linear")}
+    assert kept == pytest.approx(ratio["sigmoid"], rel=1e-5) and kept != pytest.approx(ratio["linear"], rel=1e-2)
