@@ -52,3 +52,13 @@ def _keep_the_suites_compilation_cache():
         for name, value in before.items():
             jax.config.update(name, value)
         compilation_cache.reset_cache()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's in-memory compiled programs after each test module. Every loaded CPU executable keeps memory
+    mappings, and the suite compiles thousands of distinct programs: without this the process passed Linux's
+    65530-mapping limit (vm.max_map_count) three quarters of the way through and XLA crashed (SIGSEGV/SIGABRT in
+    serialising an executable). The persistent cache makes the next module's recompiles cheap."""
+    yield
+    jax.clear_caches()

@@ -228,7 +228,8 @@ def test_weight_files_and_training_give_the_same_representation(rng):
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: _layer(0, D).replace(cell="gru"), r"cell='gru' is not a known cell kind; expected one of \['lstm'\]"),
+        (lambda: _layer(0, D).replace(cell="rnn"), r"cell='rnn' is not a known cell kind; expected one of \['lstm', 'gru'"),
+        (lambda: _layer(0, D).replace(cell="gru"), r"a cell='gru' layer holds GRUParams; got LSTMParams"),
         (lambda: _layer(0, D).replace(direction="up"), "direction='up' is not a known layer direction"),
         (lambda: _layer(0, D).replace(activation="gelu"), "activation='gelu'"),
         (lambda: _head(0, H, 1, "tanh"), "output='tanh' is not a known head output"),

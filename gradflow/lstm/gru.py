@@ -64,6 +64,36 @@ class GRUParams(NamedTuple):
         return self.W.shape[-2]
 
 
+class _GRUParts(NamedTuple):
+    """One step's pre-activations ``p_r, p_z, p_n``, gates ``r, z, n`` and ``y``, what ``r`` multiplies."""
+
+    p_r: Array
+    p_z: Array
+    p_n: Array
+    r: Array
+    z: Array
+    n: Array
+    y: Array
+
+
+def _gru_parts(params: GRUParams, h: Array, x: Array, act, gate, reset_after: bool) -> _GRUParts:
+    """The gates of a step at ``h = h_{t-1}``, ``x = x_t`` (the module docstring's equations); leading axes allowed,
+    so a whole sequence's previous states and inputs give every step's gates at once."""
+    H = params.U.shape[-2]
+    xW, hU = x @ params.W, h @ params.U
+    x_r, x_z, x_n = jnp.split(xW + jnp.broadcast_to(params.b, xW.shape), 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(hU + jnp.broadcast_to(params.b_recurrent, hU.shape), 3, axis=-1)
+    p_r, p_z = x_r + h_r, x_z + h_z
+    r, z = gate(p_r), gate(p_z)
+    if reset_after:
+        y = h_n
+        p_n = x_n + r * y
+    else:
+        y = h
+        p_n = x_n + (r * h) @ params.U[..., 2 * H:] + jnp.broadcast_to(params.b_recurrent[..., 2 * H:], x_n.shape)
+    return _GRUParts(p_r, p_z, p_n, r, z, act(p_n), y)
+
+
 def gru_step(
     params: GRUParams,
     h: Array,
@@ -81,18 +111,9 @@ def gru_step(
       >>> gru_step(p, jnp.ones(3), jnp.ones(2)).tolist()  # z = 1/2, n = 0: h/2
       [0.5, 0.5, 0.5]
     """
-    act = resolve_activation(activation)
-    gate = resolve_recurrent_activation(recurrent_activation)
-    H = params.U.shape[-2]
-    x_r, x_z, x_n = jnp.split(x @ params.W + params.b, 3, axis=-1)
-    U_rz, U_n = params.U[..., : 2 * H], params.U[..., 2 * H:]
-    h_r, h_z = jnp.split(h @ U_rz + params.b_recurrent[..., : 2 * H], 2, axis=-1)
-    r, z = gate(x_r + h_r), gate(x_z + h_z)
-    if reset_after:
-        n = act(x_n + r * (h @ U_n + params.b_recurrent[..., 2 * H:]))
-    else:
-        n = act(x_n + (r * h) @ U_n + params.b_recurrent[..., 2 * H:])
-    return (1 - z) * n + z * h
+    parts = _gru_parts(params, h, x, resolve_activation(activation), resolve_recurrent_activation(recurrent_activation),
+                       reset_after)
+    return (1 - parts.z) * parts.n + parts.z * h
 
 
 def gru_unroll(
@@ -152,26 +173,13 @@ def gru_linearisation(
     """
     act = resolve_activation(activation)
     gate = resolve_recurrent_activation(recurrent_activation)
-    H = params.U.shape[-2]
-    xW, hU = x @ params.W, h @ params.U
-    x_r, x_z, x_n = jnp.split(xW + jnp.broadcast_to(params.b, xW.shape), 3, axis=-1)
-    h_r, h_z, h_n = jnp.split(hU + jnp.broadcast_to(params.b_recurrent, hU.shape), 3, axis=-1)
-    p_r, p_z = x_r + h_r, x_z + h_z
-    r, z = gate(p_r), gate(p_z)
-    if reset_after:
-        y = h_n
-        p_n = x_n + r * y
-    else:
-        y = h
-        U_n, beta_n = params.U[..., 2 * H:], params.b_recurrent[..., 2 * H:]
-        p_n = x_n + (r * h) @ U_n + jnp.broadcast_to(beta_n, x_n.shape)
-    n = act(p_n)
+    p = _gru_parts(params, h, x, act, gate, reset_after)
     return GRULinearisation(
-        z=z,
-        r=r,
-        d_z=(h - n) * _elementwise_derivative(gate, p_z),
-        d_n=(1 - z) * _elementwise_derivative(act, p_n),
-        d_r=_elementwise_derivative(gate, p_r) * y,
+        z=p.z,
+        r=p.r,
+        d_z=(h - p.n) * _elementwise_derivative(gate, p.p_z),
+        d_n=(1 - p.z) * _elementwise_derivative(act, p.p_n),
+        d_r=_elementwise_derivative(gate, p.p_r) * p.y,
     )
 
 
@@ -266,16 +274,8 @@ def gru_gates(
     start = jnp.zeros(params.U.shape[-2:-1], params.U.dtype) if h0 is None else h0
     previous = jnp.concatenate([start[None], hs[:-1]])
     act, gate = resolve_activation(activation), resolve_recurrent_activation(recurrent_activation)
-    H = params.U.shape[-2]
-    xW, hU = xs @ params.W, previous @ params.U
-    x_r, x_z, x_n = jnp.split(xW + jnp.broadcast_to(params.b, xW.shape), 3, axis=-1)
-    h_r, h_z, h_n = jnp.split(hU + jnp.broadcast_to(params.b_recurrent, hU.shape), 3, axis=-1)
-    r, z = gate(x_r + h_r), gate(x_z + h_z)
-    if reset_after:
-        n = act(x_n + r * h_n)
-    else:
-        n = act(x_n + (r * previous) @ params.U[..., 2 * H:] + jnp.broadcast_to(params.b_recurrent[2 * H:], x_n.shape))
-    return GRUGates(r, z, n)
+    p = _gru_parts(params, previous, xs, act, gate, reset_after)
+    return GRUGates(p.r, p.z, p.n)
 
 
 def gru_pullback_fn(
