@@ -298,7 +298,7 @@ def gate_statistics(model: Model, X: np.ndarray) -> dict[str, GateStatistics]:
     inputs = jax.vmap(lambda x: level_inputs(model, x))(xs)
     stats = {}
     for label, depth, layer in diagnosed_layers(model):
-        gates = jax.vmap(lambda x: layer_gates(layer, x))(inputs[depth])
+        gates = jax.vmap(lambda x: layer_gates(layer, x))(inputs[depth])._asdict()  # the kernel's block order
         masks = saturated(gates)
         below = inputs[depth + 1] if depth + 1 < len(model.layers) else jax.vmap(lambda x: hidden_states(model, x))(xs)
         h = below[..., : layer.hidden_size] if layer.direction == "forward" else below[..., layer.hidden_size:]

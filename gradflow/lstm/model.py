@@ -65,8 +65,8 @@ class CellKind(NamedTuple):
       hidden: ``hidden(layer, xs (T, D)) -> (T, H)``, the hidden states read forward.
       state_size: ``n(H)``, the size of the flat recurrent state ``s`` (2H for the LSTM's (h, c), H for a GRU).
       step: ``step(layer) -> (s_{t-1}, x_t) -> s_t`` on the flat state, ``h`` first (entries 0..H-1).
-      gates: ``gates(layer, xs (T, D)) -> {name: (T, H)}``, every step's gate values read forward, named as the
-        kernel's column blocks (a candidate is ``"cell"`` or ``"candidate"``; every other gate is a sigmoid gate).
+      gates: ``gates(layer, xs (T, D)) -> NamedTuple of (T, H)``, every step's gate values read forward, named and
+        ordered as the kernel's column blocks (a NamedTuple keeps that order through ``vmap``, a dict would not) (a candidate is ``"cell"`` or ``"candidate"``; every other gate is a sigmoid gate).
       pullback: ``pullback(layer) -> (s_{t-1}, x_t, M) -> M ds_t/ds_{t-1}`` in closed form, or None for the
         engine's generic vector-Jacobian products (the LSTM's own fast path is the engine's ``lstm_lag_profile``).
     """
@@ -88,8 +88,8 @@ def _lstm_hidden(layer: Layer, xs: Array) -> Array:
     return unroll(layer.params, xs, **_activations(layer)).h
 
 
-def _lstm_gates(layer: Layer, xs: Array) -> dict[str, Array]:
-    return lstm_gates(layer.params, xs, **_activations(layer))._asdict()
+def _lstm_gates(layer: Layer, xs: Array) -> tuple:
+    return lstm_gates(layer.params, xs, **_activations(layer))
 
 
 def _lstm_step(layer: Layer):
@@ -110,7 +110,7 @@ def _gru_kind(reset_after: bool) -> CellKind:
         return lambda h, x: gru_step(layer.params, h, x, reset_after=reset_after, **_activations(layer))
 
     def gates(layer, xs):
-        return gru_gates(layer.params, xs, reset_after=reset_after, **_activations(layer))._asdict()
+        return gru_gates(layer.params, xs, reset_after=reset_after, **_activations(layer))
 
     def pullback(layer):
         return gru_pullback_fn(layer.params, reset_after=reset_after, **_activations(layer))
@@ -309,11 +309,12 @@ def _top_states(model: Model, xs: Array) -> tuple[Array, ...]:
     return _run_levels(model, xs)[1]
 
 
-def layer_gates(layer: Layer, xs: Array) -> dict[str, Array]:
-    """Gate values ``{name: (T, H)}`` of ``layer`` on its input sequence ``xs`` (T, D), in time order (a backward
-    layer reads the reversed sequence)."""
+def layer_gates(layer: Layer, xs: Array) -> tuple:
+    """Gate values of ``layer`` on its input sequence ``xs`` (T, D), in time order (a backward layer reads the reversed
+    sequence): the cell's NamedTuple of (T, H) arrays (:class:`gradflow.lstm.cell.Gates`,
+    :class:`gradflow.lstm.gru.GRUGates`), in the order of the kernel's blocks."""
     if layer.direction == "backward":
-        return {name: v[::-1] for name, v in CELLS[layer.cell].gates(layer, xs[::-1]).items()}
+        return jax.tree.map(lambda v: v[::-1], CELLS[layer.cell].gates(layer, xs[::-1]))
     return CELLS[layer.cell].gates(layer, xs)
 
 
