@@ -84,7 +84,7 @@ def _layer_profile(layer: Layer, inputs: Array, wrt: str) -> Array:
     dims = slice(0, H) if wrt == "h" else slice(None)
     if layer.cell == "lstm":
         return lstm_lag_profile(layer.params, s0, xs, dims, layer.activation, layer.recurrent_activation)
-    pullback = None if kind.pullback is None else kind.pullback(layer)  # the GRU's closed form: 1.2-2.5x (bench_gru)
+    pullback = None if kind.pullback is None else kind.pullback(layer)  # the GRU's closed form: 1.2-2.2x (bench_gru)
     return step_lag_norms(kind.step(layer), s0, xs, out_dims=dims, in_dims=dims, pullback=pullback)
 
 
