@@ -27,6 +27,16 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def _full_float32_matmuls() -> None:
+    """Full float32 matmuls unless the user chose a precision (``JAX_DEFAULT_MATMUL_PRECISION``): GPUs run float32
+    matmuls as TF32 and TPUs as bf16 passes by default, which move lag profiles by more than rounding
+    (``benchmarks/bench_precision.py``); on CPU the setting changes nothing. The store records the precision."""
+    import jax
+
+    if jax.config.jax_default_matmul_precision is None:
+        jax.config.update("jax_default_matmul_precision", "highest")
+
+
 def _use_file_backend() -> None:
     """Figures go to files: a non-interactive matplotlib backend, chosen here and never at import."""
     import matplotlib
@@ -438,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _full_float32_matmuls()
     from gradflow.config import ConfigError
     from gradflow.sweep.lease import StoreBusyError
     from gradflow.sweep.processes import ShareError

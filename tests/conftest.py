@@ -37,13 +37,15 @@ def small_reference(tmp_path_factory):
     return out
 
 
-_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                  "jax_default_matmul_precision")
 
 
 @pytest.fixture(autouse=True)
 def _keep_the_suites_compilation_cache():
-    """A test that runs a command (gradflow.cli sets JAX's cache to its own, caching only compiles over 0.5 s)
-    would leave every later test recompiling its small programs (3x slower): restore the suite's settings."""
+    """A test that runs a command (gradflow.cli sets JAX's cache to its own, caching only compiles over 0.5 s, and
+    full float32 matmuls) would leave every later test recompiling its small programs (3x slower): restore the
+    suite's settings."""
     before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
     yield
     if any(getattr(jax.config, name) != value for name, value in before.items()):

@@ -63,3 +63,21 @@ def test_bench_gru_quick_runs_and_the_two_pullbacks_agree(tmp_path):
         assert max(case["max_abs_difference_decades"].values()) < 1e-3  # closed form and generic VJP agree
         assert set(case["closed_speedup_over_generic"]) and all(
             v > 0 for v in case["closed_speedup_over_generic"].values())
+
+
+def test_bench_precision_quick_runs_and_on_cpu_every_precision_is_full_float32(tmp_path):
+    record = _run_quick("bench_precision", tmp_path)
+    for case in record["cases"]:
+        rows = case["precisions"]
+        assert set(rows) == {"highest", "high", "default"}
+        assert rows["highest"]["max_abs_error_decades"] < 1e-4  # float32 against float64
+        if record["platform"] == "cpu":  # XLA's CPU matmuls ignore the setting: identical profiles
+            assert all(r["max_difference_from_highest_decades"] == 0 for r in rows.values())
+
+
+def test_gpu_bench_refuses_a_machine_without_an_accelerator_unless_told():
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_bench.sh"), "--quick"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable}, timeout=120)
+    if "platform cpu" not in done.stderr:
+        pytest.skip("an accelerator is present: the script would run")
+    assert done.returncode == 2 and "--allow-cpu" in done.stderr
