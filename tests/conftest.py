@@ -61,6 +61,10 @@ def _release_compiled_programs():
     """Drop JAX's in-memory compiled programs after each test module. Every loaded CPU executable keeps memory
     mappings, and the suite compiles thousands of distinct programs: without this the process passed Linux's
     65530-mapping limit (vm.max_map_count) three quarters of the way through and XLA crashed (SIGSEGV/SIGABRT in
-    serialising an executable). The persistent cache makes the next module's recompiles cheap."""
+    serialising an executable). The persistent cache makes the next module's recompiles cheap. A module-scoped
+    fixture that runs a command sets full float32 matmuls before any test's own guard records the setting: restore
+    the precision here too, so that it never leaks into a later module (a store's recorded precision would)."""
+    precision = jax.config.jax_default_matmul_precision
     yield
+    jax.config.update("jax_default_matmul_precision", precision)
     jax.clear_caches()
