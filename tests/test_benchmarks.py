@@ -75,6 +75,15 @@ def test_bench_precision_quick_runs_and_on_cpu_every_precision_is_full_float32(t
             assert all(r["max_difference_from_highest_decades"] == 0 for r in rows.values())
 
 
+def test_bench_probes_quick_runs_and_its_error_bars_are_in_decades_of_the_right_size(tmp_path):
+    record = _run_quick("bench_probes", tmp_path)
+    for row in record["sizes"]:
+        assert row["exact"]["median_s"] > 0 and row["probes_timing"]["median_s"] > 0
+        # 16 probes: the relative spread of the squared-norm estimate is at most sqrt(2/16), about 0.08 decades.
+        assert 0 < row["median_stderr_decades"] < 0.1 and row["median_abs_error_decades"] < 0.15
+        assert 0.3 < row["coverage_z1"] <= row["coverage_z2"] <= 1
+
+
 def test_gpu_bench_refuses_a_machine_without_an_accelerator_unless_told():
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_bench.sh"), "--quick"], capture_output=True, text=True,
                           env={**os.environ, "PYTHON": sys.executable}, timeout=120)
