@@ -15,8 +15,20 @@ from gradflow.data.loading import load_model
 from gradflow.diagnose.checks import Diagnosis
 from gradflow.diagnose.checks import diagnose_model as diagnose
 from gradflow.diagnose.counterfactual import diagnose_setup
-from gradflow.flow.engine import WRT, decay_rate, horizon, lag_norms, loss_grad_norms, step_lag_norms, step_loss_grad_norms
+from gradflow.flow.engine import (
+    NORMS,
+    WRT,
+    decay_rate,
+    horizon,
+    lag_norms,
+    loss_grad_norms,
+    step_lag_norms,
+    step_loss_grad_norms,
+)
+from gradflow.flow.lag_matrix import lag_matrix
+from gradflow.flow.lyapunov import finite_time_exponents, lstm_lyapunov_spectrum, lyapunov_spectrum
 from gradflow.flow.networks import LayerProfile, ModelProfile, cell_lag_norms, model_profiles
+from gradflow.flow.probes import probe_lag_norms
 from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
 from gradflow.flow.variants import Grid, ModelSpec, init_variants, probe_inputs, profile_variants
 from gradflow.lstm.cell import ACTIVATIONS, RECURRENT_ACTIVATIONS, LSTMParams, LSTMState, lstm_step, unroll
@@ -55,6 +67,7 @@ __all__ = [
     "Model",
     "ModelProfile",
     "ModelSpec",
+    "NORMS",
     "ProfileMonitor",
     "RECURRENT_ACTIVATIONS",
     "SCHEMES",
@@ -71,6 +84,7 @@ __all__ = [
     "diagnose",
     "diagnose_setup",
     "final_state",
+    "finite_time_exponents",
     "gru_step",
     "gru_unroll",
     "hidden_states",
@@ -78,18 +92,22 @@ __all__ = [
     "init_lstm",
     "init_variants",
     "keras_monitor",
+    "lag_matrix",
     "lag_norms",
     "load_config",
     "load_model",
     "load_task",
     "loss_grad_norms",
+    "lstm_lyapunov_spectrum",
     "lstm_step",
+    "lyapunov_spectrum",
     "model_profiles",
     "open_monitor",
     "open_results",
     "parse_config",
     "predictions",
     "probe_inputs",
+    "probe_lag_norms",
     "profile_job",
     "profile_variants",
     "recall_task",
