@@ -26,7 +26,13 @@ from gradflow.flow.engine import (
     step_loss_grad_norms,
 )
 from gradflow.flow.lag_matrix import lag_matrix
-from gradflow.flow.lyapunov import finite_time_exponents, lstm_lyapunov_spectrum, lyapunov_spectrum
+from gradflow.flow.lyapunov import (
+    finite_time_exponents,
+    lstm_finite_time_exponents,
+    lstm_lyapunov_spectrum,
+    lyapunov_spectrum,
+)
+from gradflow.flow.methods import METHODS, LagEstimate, Method, estimate_lag_norms
 from gradflow.flow.networks import LayerProfile, ModelProfile, cell_lag_norms, model_profiles
 from gradflow.flow.probes import probe_lag_norms
 from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
@@ -62,8 +68,11 @@ __all__ = [
     "LSTM",
     "LSTMParams",
     "LSTMState",
+    "LagEstimate",
     "Layer",
     "LayerProfile",
+    "METHODS",
+    "Method",
     "Model",
     "ModelProfile",
     "ModelSpec",
@@ -83,6 +92,7 @@ __all__ = [
     "decay_rate",
     "diagnose",
     "diagnose_setup",
+    "estimate_lag_norms",
     "final_state",
     "finite_time_exponents",
     "gru_step",
@@ -98,6 +108,7 @@ __all__ = [
     "load_model",
     "load_task",
     "loss_grad_norms",
+    "lstm_finite_time_exponents",
     "lstm_lyapunov_spectrum",
     "lstm_step",
     "lyapunov_spectrum",

@@ -60,6 +60,18 @@ def _summary(results) -> str:
         c = results.data["collapsed"]
         lines.append(f"  collapsed: {int(c.sum())} of {c.size} variants predict (nearly) the same value for every input; "
                      f"learned: {int(results.data['learned'].sum())}")
+    analysis = results.attrs.get("config", {}).get("analysis", {})
+    if analysis.get("method") == "probes":
+        errors = np.concatenate([a.ravel() for n, a in results.data.items() if n.startswith("stderr_log10_norm_")])
+        errors = errors[np.isfinite(errors)]
+        typical = f"median standard error {np.median(errors):.3g} decades" if errors.size else "no finite errors"
+        lines.append(f"  profiles estimated from {analysis.get('probes')} random probes per variant: {typical}")
+    if "lyapunov" in results.data:
+        lead, error = results.data["lyapunov"][..., 0], results.data["stderr_lyapunov"][..., 0]
+        ok = np.isfinite(lead)
+        lines.append(f"  lyapunov: leading exponent median {np.median(lead[ok]):.3g} nats per step (range "
+                     f"[{lead[ok].min():.3g}, {lead[ok].max():.3g}], median standard error {np.median(error[ok]):.2g})"
+                     if ok.any() else "  lyapunov: no finite leading exponent")
     if "nonfinite" in results.data:
         flagged = int(results.data["nonfinite"].sum())
         lines.append(f"  nonfinite: {flagged} variants with NaN or +inf lag profiles (stored as such, flagged)")

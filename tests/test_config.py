@@ -184,9 +184,19 @@ BAD = [
     ({"analysis": {"map": '["seed"]'}}, r"\[analysis\]\.map is not used by 'gradflow sweep' \(it is for collapse\)"),
     ({"train": {"steps": "10"}}, r"\[train\] is not used by 'gradflow sweep' \(it is for collapse, diagnose\)"),
     (
-        {"analysis": {"method": '"exact"'}},
-        r"\[analysis\]: unknown key\(s\) \['method'\]; allowed keys are \['chunk_size', 'decades', 'dtype', 'memory_budget_mb', 'wrt'\]",
+        {"analysis": {"metod": '"exact"'}},
+        r"\[analysis\]: unknown key\(s\) \['metod'\]; allowed keys are \['chunk_size', 'decades', 'dtype', "
+        r"'lyapunov', 'memory_budget_mb', 'method', 'probes', 'wrt'\]",
     ),
+    # the analysis methods
+    ({"analysis": {"method": '"hutchinson"'}}, r"\[analysis\]\.method: 'hutchinson' is not one of \['exact', 'probes', 'spectral'\]"),
+    ({"analysis": {"method": '"probes"', "probes": "1"}}, r"\[analysis\]\.probes must hold integers >= 2; got 1"),
+    ({"analysis": {"probes": "8"}}, r'\[analysis\]\.probes = 8 applies to method = "probes" only'),
+    ({"analysis": {"lyapunov": "-1"}}, r"\[analysis\]\.lyapunov must hold integers >= 0; got -1"),
+    ({"analysis": {"lyapunov": "7"}, "model": {"hidden_size": "[3, 8]"}},
+     r"\[analysis\]\.lyapunov = 7: at most 2 x hidden_size = 6 exponents"),
+    ({"analysis": {"lyapunov": "2"}, "data": {"seq_len": "[17, 40]"}},
+     r"\[analysis\]\.lyapunov needs \[data\]\.seq_len >= 18"),
     ({"model": {"hidden_size": None}}, r"\[model\]\.hidden_size is required"),
     ({"model": {"input_size": None}}, r"\[model\]\.input_size is required"),
     ({"data": {"seq_len": None}}, r"\[data\]\.seq_len is required"),

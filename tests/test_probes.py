@@ -77,6 +77,12 @@ def test_variants_axis_matches_a_loop_with_split_keys():
         e1, s1 = probe_lag_norms(ps[v], xs, k, probes=8)
         np.testing.assert_allclose(est[v], e1, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(err[v], s1, rtol=1e-12, atol=1e-12)
+    # One key per variant: each variant's estimate is what it gets alone with its key, whatever its neighbours.
+    keys = jax.random.split(jax.random.key(4), V)
+    est, _ = probe_lag_norms(batched, xs, keys, probes=8)
+    np.testing.assert_allclose(est[2], probe_lag_norms(ps[2], xs, keys[2], probes=8)[0], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="key: 2 keys given for V = 3"):
+        probe_lag_norms(batched, xs, keys[:2], probes=8)
 
 
 def test_debias_adds_ln10_stderr_squared():

@@ -16,6 +16,7 @@ import tomllib
 from gradflow.config.defaults import EMBEDDED
 from gradflow.config.fields import ConfigError
 from gradflow.config.tables import COMMANDS, TABLES, TASKS, Config, Derived, Required, keys, users
+from gradflow.flow.methods import LYAPUNOV_WINDOWS
 
 _EMBEDDED_NAMES = {"sweep": "the embedded default config", "collapse": "the embedded collapse config",
                    "diagnose": "the embedded diagnose example"}
@@ -74,6 +75,7 @@ def parse_config(text: str, *, command: str = "sweep", source_name: str = "confi
         _one_model(config)
     config.check_sizes()  # too many variants, too large a store or data: an error now, before any work and any file
     if command == "sweep":
+        _analysis_fits(config, given["analysis"])
         config.work_chunk_size()  # a chunk that does not fit the memory budget likewise
     return config
 
@@ -177,6 +179,23 @@ def _map_axes(config: Config) -> Config:
         if name not in dims:
             raise ConfigError(f"[analysis].map: {name!r} is not a swept setting; swept: {dims}")
     return config
+
+
+def _analysis_fits(config: Config, given: set) -> None:
+    """A sweep's ``lyapunov`` (k <= 2H, the state's size; T long enough for its windows) and ``probes`` (only
+    with ``method = "probes"``) where they apply."""
+    a = config.analysis
+    if a.lyapunov:
+        smallest = min(config.model.hidden_size)
+        if a.lyapunov > 2 * smallest:
+            raise ConfigError(f"[analysis].lyapunov = {a.lyapunov}: at most 2 x hidden_size = {2 * smallest} exponents "
+                              f"(the state (h, c) has {2 * smallest} dimensions at hidden_size = {smallest})")
+        shortest = min(config.data.seq_len)
+        if shortest < 2 * (LYAPUNOV_WINDOWS + 1):
+            raise ConfigError(f"[analysis].lyapunov needs [data].seq_len >= {2 * (LYAPUNOV_WINDOWS + 1)} (a transient "
+                              f"and {LYAPUNOV_WINDOWS} windows of at least 2 steps for the standard error); got {shortest}")
+    if "probes" in given and a.method != "probes":
+        raise ConfigError(f'[analysis].probes = {a.probes} applies to method = "probes" only; method is {a.method!r}')
 
 
 def _one_model(config: Config) -> None:

@@ -30,6 +30,7 @@ from gradflow.config.fields import (
 )
 from gradflow.data.tasks import Task, adding_task, load_task, recall_task, seed_task
 from gradflow.flow.engine import WRT
+from gradflow.flow.methods import METHODS
 from gradflow.flow.memory import auto_chunk_size, check_chunk_size, format_bytes
 from gradflow.flow.variants import GRID_DEFAULTS, Grid, ModelSpec
 from gradflow.lstm.cell import ACTIVATIONS, GATE_NAMES, RECURRENT_ACTIVATIONS
@@ -69,14 +70,16 @@ class Derived:
 
 
 def key(rule: Rule, meaning: str, default: Any = REQUIRED, *, used_by: tuple[str, ...] = COMMANDS,
-        resolved: bool = True, **per_command: Any) -> Any:
+        resolved: bool = True, unless: Any = None, **per_command: Any) -> Any:
     """A config key: a dataclass field holding its rule, meaning and default for each command in ``used_by``.
 
     ``per_command`` overrides ``default`` for some commands; ``resolved=False`` leaves the key out of
-    :meth:`Config.resolved` (it changes how, not what, is computed).
+    :meth:`Config.resolved` (it changes how, not what, is computed); ``unless`` leaves it out when it holds
+    that value (a key added later: configs that do not use it keep the hash, and the store, they had).
     """
     defaults = {command: per_command.get(command, default) for command in used_by}
-    return dataclasses.field(metadata={"rule": rule, "meaning": meaning, "defaults": defaults, "resolved": resolved})
+    return dataclasses.field(metadata={"rule": rule, "meaning": meaning, "defaults": defaults, "resolved": resolved,
+                                       "unless": unless})
 
 
 def keys(table: type) -> tuple[dataclasses.Field, ...]:
@@ -197,6 +200,13 @@ class AnalysisTable:
     decades: float | None = key(numbers("positive"), "horizon: the first lag whose norm is below 10^-decades", 10.0,
                                 used_by=("sweep",))
     dtype: str | None = key(choice(("float32", "float64")), "precision of the profiles", "float32", used_by=("sweep",))
+    method: str | None = key(choice(METHODS), 'lag profiles: "exact" (Frobenius norm), "spectral" (largest singular '
+                             'value, exact) or "probes" (Frobenius norm estimated from random probes, with a '
+                             "standard error per lag)", "exact", used_by=("sweep",), unless="exact")
+    probes: int | None = key(integers(2), 'probe vectors per profile (method = "probes"): cost and error '
+                             "bars scale as probes and 1/sqrt(probes)", 16, used_by=("sweep",))
+    lyapunov: int | None = key(integers(0), "k leading Lyapunov exponents of the state (h, c) on the probe "
+                               "inputs, with standard errors; 0: none", 0, used_by=("sweep",), unless=0)
     map: tuple[str, ...] | None = key(axis(TEXT), "the collapse map's two axes (swept settings)",
                                       Derived("the first two swept settings other than seed"), used_by=("collapse",))
     spread_threshold: float | None = key(numbers("positive"), "collapsed: prediction spread below this fraction "
@@ -380,6 +390,8 @@ class Config:
             for f in keys(table):
                 value = getattr(getattr(self, name), f.name)
                 if self.command not in users(f) or not f.metadata["resolved"] or value is None:
+                    continue
+                if value == f.metadata["unless"] or (f.name == "probes" and self.analysis.method != "probes"):
                     continue
                 if name == "grid" and f.name not in self.grid.given:
                     continue

@@ -4,7 +4,10 @@ The k leading exponents are the growth rates of the product of step Jacobians
 ``J_t = ds_t/ds_{t-1}``: k orthonormal tangent vectors ``Q`` (n, k) are pushed forward,
 ``Q <- J_t Q`` (forward mode, :func:`jax.linearize` once per step and one JVP per column, vmapped),
 and every ``reortho_every`` steps ``Q R = Q`` is re-orthonormalised with ``diag(R) >= 0``;
-``lambda_i = (1/T) sum log R_ii``, in natural log per step, descending.
+``lambda_i = (1/T) sum log R_ii``, in natural log per step. They come in the QR method's order, which is
+descending once the tangent vectors have aligned with the growth directions; over a short run (or between
+exponents closer than their finite-time scatter) neighbours may be out of order. They are not sorted, since
+column i tracks the i-th direction.
 
 Cost: ``O(T k n^2)`` for the JVPs of a dense step plus ``O((T / reortho_every) n k^2)`` for the QRs;
 memory ``O(n k)`` (``lax.scan``, nothing stored per step). Accuracy: the log sums are exact to
@@ -116,7 +119,8 @@ def lyapunov_spectrum(
     reortho_every: int = 1,
     transient: int = 0,
 ) -> Array:
-    r"""The k leading Lyapunov exponents of ``s_t = step(s_{t-1}, x_t)``, natural log per step, descending.
+    r"""The k leading Lyapunov exponents of ``s_t = step(s_{t-1}, x_t)``, natural log per step, in QR order
+    (descending once aligned; see the module docstring).
 
     ``lambda_i = (1/T') sum_t log R_ii(t)`` from the QR re-orthonormalisation of k tangent vectors
     (see the module docstring), started from the first k columns of the identity. The first
@@ -202,7 +206,8 @@ def lstm_lyapunov_spectrum(
     reortho_every: int = 1,
     transient: int = 0,
 ) -> Array:
-    r"""Lyapunov exponents of one LSTM driven by ``xs`` (T, D), natural log per step, descending.
+    r"""Lyapunov exponents of one LSTM driven by ``xs`` (T, D), natural log per step, in QR order (descending once
+    aligned).
 
     The exponents of the flat state ``s = (h, c)`` (n = 2H, k default 2H): ``wrt="state"`` is the only
     choice, since the spectrum belongs to the full-state dynamics. The largest exponent is the asymptotic
@@ -226,6 +231,39 @@ def lstm_lyapunov_spectrum(
     """
     if wrt != "state":
         raise ValueError(f"wrt={wrt!r} must be 'state' (the spectrum of the full state s = (h, c))")
+    step, s0 = _lstm_state_map(params, xs, activation, recurrent_activation, h0, c0)
+    return lyapunov_spectrum(step, s0, xs, k=k, reortho_every=reortho_every, transient=transient)
+
+
+def lstm_finite_time_exponents(
+    params: LSTMParams,
+    xs: Array,
+    *,
+    k: int | None = None,
+    window: int = 100,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
+    h0: Array | None = None,
+    c0: Array | None = None,
+    reortho_every: int = 1,
+    running: bool = False,
+) -> Array:
+    """:func:`finite_time_exponents` of one LSTM's state ``s = (h, c)`` driven by ``xs`` (T, D): (T // window, k).
+
+    Arguments as :func:`lstm_lyapunov_spectrum` and :func:`finite_time_exponents`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from gradflow.lstm.init import init_lstm
+      >>> lstm_finite_time_exponents(init_lstm(jax.random.key(0), 2, 3), jnp.ones((40, 2)), k=2, window=10).shape
+      (4, 2)
+    """
+    step, s0 = _lstm_state_map(params, xs, activation, recurrent_activation, h0, c0)
+    return finite_time_exponents(step, s0, xs, k=k, window=window, reortho_every=reortho_every, running=running)
+
+
+def _lstm_state_map(params, xs, activation, recurrent_activation, h0, c0):
+    """``(step, s0)``: one LSTM as a map of its flat state ``s = (h, c)`` (2H,), and the initial state."""
     params = LSTMParams(*params)
     H = params.U.shape[0]
     dtype = params.U.dtype
@@ -239,5 +277,4 @@ def lstm_lyapunov_spectrum(
         new = lstm_step(params, LSTMState(s[:H], s[H:]), x, **opts)
         return jnp.concatenate([new.h, new.c])
 
-    s0 = jnp.concatenate([h0, c0])
-    return lyapunov_spectrum(step, s0, xs, k=k, reortho_every=reortho_every, transient=transient)
+    return step, jnp.concatenate([h0, c0])

@@ -118,9 +118,10 @@ def probe_lag_norms(
 
     Args:
       params: :class:`LSTMParams`, one variant or a leading variants axis V (each variant gets its own
-        probes, from ``jax.random.split(key, V)``).
+        probes).
       xs: inputs (T, D), or (V, T, D) per variant.
-      key: a JAX PRNG key (``jax.random.key``).
+      key: a JAX PRNG key (``jax.random.key``), split over the variants; or (V,) keys, one per variant
+        (a variant's estimate then does not depend on which others are computed with it).
       probes: number of probe rows R >= 2 (a Python int: it fixes shapes).
       wrt: ``"h"`` (probes on ``h_T``, columns ``h_{T-k}``, ``c`` held fixed) or ``"state"``
         (probes of size 2H on ``s = (h, c)``), as in :func:`gradflow.flow.engine.lag_norms`.
@@ -141,9 +142,12 @@ def probe_lag_norms(
     check_options(activation, recurrent_activation, wrt)
     if not isinstance(probes, int) or isinstance(probes, bool) or probes < 2:
         raise ValueError(f"probes must be an int >= 2 (the stderr needs two); got {probes!r}")
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()):
-        raise ValueError(f"key must be one typed PRNG key from jax.random.key; got {key!r}")
+    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim <= 1):
+        raise ValueError(f"key must be one typed PRNG key from jax.random.key, or (V,) of them; got {key!r}")
     V = check_lstm_inputs(params, xs, h0, c0)
+    if key.ndim == 1 and key.shape != (V,):
+        raise ValueError(f"key: {key.shape[0]} keys given for {'one variant' if V is None else f'V = {V} variants'}; "
+                         "pass one key, or one per variant")
     params = LSTMParams(*params)
     fn = functools.partial(
         _probe_one, probes=probes, wrt=wrt, activation=activation,
@@ -153,4 +157,5 @@ def probe_lag_norms(
         return fn(params, xs, key, h0, c0)
     axes = [0, 0 if jnp.ndim(xs) == 3 else None, 0]
     axes += [None if a is None or jnp.ndim(a) == 1 else 0 for a in (h0, c0)]
-    return jax.vmap(fn, in_axes=tuple(axes))(params, xs, jax.random.split(key, V), h0, c0)
+    keys = key if key.ndim == 1 else jax.random.split(key, V)
+    return jax.vmap(fn, in_axes=tuple(axes))(params, xs, keys, h0, c0)

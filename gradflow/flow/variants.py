@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradflow.flow.engine import VARIANT_BLOCK, WRT, decay_rate, horizon, lag_norms
+from gradflow.flow.engine import VARIANT_BLOCK, WRT, decay_rate, horizon
+from gradflow.flow.methods import estimate_lag_norms, lyapunov_with_stderr
 from gradflow.lstm.init import SCHEMES, init_lstm, scheme_index
 from gradflow.lstm.cell import LSTMParams, resolve_activation, resolve_recurrent_activation
 from gradflow.flow.saturation import GATE_NAMES, saturation_fractions
@@ -145,7 +146,11 @@ def probe_inputs(spec: ModelSpec, *, seed: int = 0, dtype=jnp.float32) -> jax.Ar
     return jax.random.normal(jax.random.key(seed), (spec.seq_len, spec.input_size), jnp.float32).astype(dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "wrt", "decades"))
+#: Folded into a variant's seed for its probe vectors: a stream apart from its initialisation's.
+PROBE_STREAM = 0x9E3779B9
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "wrt", "decades", "method", "probes", "lyapunov"))
 def profile_variants(
     spec: ModelSpec,
     values: Mapping[str, jax.Array],
@@ -153,8 +158,11 @@ def profile_variants(
     *,
     wrt: tuple[str, ...] = WRT,
     decades: float = 10.0,
+    method: str = "exact",
+    probes: int = 16,
+    lyapunov: int = 0,
 ) -> dict[str, jax.Array]:
-    """Lag profiles and their summaries for a batch of variants: one compile per (spec, wrt, decades).
+    """Lag profiles and their summaries for a batch of variants: one compile per (spec, wrt, decades, method, ...).
 
     Args:
       spec: the shapes and activations.
@@ -162,29 +170,45 @@ def profile_variants(
       xs: probe inputs (T, D).
       wrt: which profiles to compute (names from :data:`gradflow.flow.engine.WRT`).
       decades: threshold exponent k of the horizon ``10^-k``.
+      method: how profiles are computed, a :class:`gradflow.flow.methods.Method` name. With ``"probes"``
+        each variant's probes come from its own seed (folded with :data:`PROBE_STREAM`), so its estimate
+        does not depend on the variants computed with it.
+      probes: probe vectors per profile (``"probes"`` only).
+      lyapunov: number k of leading Lyapunov exponents of the state (0: none).
 
     Returns:
       For each ``w`` in ``wrt``: ``log10_norm_{w}`` (V, T) indexed by lag 1..T, ``horizon_{w}`` (V,)
-      and ``decay_rate_{w}`` (V,); ``saturation_{gate}`` (V,) for each gate of
+      and ``decay_rate_{w}`` (V,) (of the estimate, for ``"probes"``), and for ``"probes"``
+      ``stderr_log10_norm_{w}`` (V, T) in decades; ``saturation_{gate}`` (V,) for each gate of
       :data:`gradflow.flow.saturation.GATE_NAMES` (on the probe inputs); ``nonfinite`` (V,) bool, true
-      where a profile holds NaN or +inf (an exactly zero Jacobian, -inf, is a finite outcome).
+      where a profile holds NaN or +inf (an exactly zero Jacobian, -inf, is a finite outcome); with
+      ``lyapunov = k``, ``lyapunov`` and ``stderr_lyapunov`` (V, k), natural log per step
+      (:func:`gradflow.flow.methods.lyapunov_with_stderr`).
     """
     params = init_variants(spec, values, dtype=xs.dtype)
     activations = {"activation": spec.activation, "recurrent_activation": spec.recurrent_activation}
+    keys = None
+    if method == "probes":
+        keys = jax.vmap(lambda seed: jax.random.fold_in(jax.random.key(seed), PROBE_STREAM))(
+            jnp.asarray(values["seed"], jnp.uint32))
     out = {}
     nonfinite = jnp.zeros(params.U.shape[0], bool)
     for w in wrt:
-        profile = lag_norms(params, xs, wrt=w, **activations)
+        profile, stderr = estimate_lag_norms(params, xs, method=method, wrt=w, key=keys, probes=probes, **activations)
         out[f"log10_norm_{w}"] = profile
+        if stderr is not None:
+            out[f"stderr_log10_norm_{w}"] = stderr
         out[f"horizon_{w}"] = horizon(profile, decades=decades)
         out[f"decay_rate_{w}"] = decay_rate(profile)
         nonfinite = nonfinite | jnp.any(jnp.isnan(profile) | jnp.isposinf(profile), axis=-1)
-    fractions = jax.lax.map(
-        lambda p: saturation_fractions(p, xs, **activations), params, batch_size=min(params.U.shape[0], VARIANT_BLOCK)
-    )
+    block = min(params.U.shape[0], VARIANT_BLOCK)
+    fractions = jax.lax.map(lambda p: saturation_fractions(p, xs, **activations), params, batch_size=block)
     out.update({f"saturation_{gate}": fractions[gate] for gate in GATE_NAMES})
     out["nonfinite"] = nonfinite
+    if lyapunov:
+        out["lyapunov"], out["stderr_lyapunov"] = jax.lax.map(
+            lambda p: lyapunov_with_stderr(p, xs, k=lyapunov, **activations), params, batch_size=block)
     return out
 
 
-__all__ = ["GRID_DEFAULTS", "Grid", "ModelSpec", "SCHEMES", "init_variants", "probe_inputs", "profile_variants"]
+__all__ = ["GRID_DEFAULTS", "PROBE_STREAM", "Grid", "ModelSpec", "SCHEMES", "init_variants", "probe_inputs", "profile_variants"]

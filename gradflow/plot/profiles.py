@@ -79,11 +79,16 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
         cmap = plt.get_cmap(CMAP)
         for row, wrt in enumerate(wrts):
             profiles, note = _reduce(results, f"log10_norm_{wrt}", keep)
+            errors = _reduce(results, f"stderr_log10_norm_{wrt}", keep)[0] if f"stderr_log10_norm_{wrt}" in results.data else None
             for col, p in enumerate(panel_index):
                 ax = axes[row, col]
                 block = profiles if p is None else profiles[:, p]
                 for k, curve in enumerate(block):
-                    ax.plot(lags, curve, color=cmap(norm(colours[k] if numeric else k)), lw=1.0)
+                    colour = cmap(norm(colours[k] if numeric else k))
+                    ax.plot(lags, curve, color=colour, lw=1.0)
+                    if errors is not None:
+                        band = (errors if p is None else errors[:, p])[k]
+                        ax.fill_between(lags, curve - 2 * band, curve + 2 * band, color=colour, alpha=0.2, lw=0)
                 if row == 0 and panel_dim:
                     value = results.coords[panel_dim][p]
                     text = f"{value:.3g}" if is_numeric(results.coords[panel_dim]) else str(value)
@@ -91,16 +96,34 @@ def plot_lag_profiles(results: Results, path_stem: str | Path, *, max_panels: in
                 if row == len(wrts) - 1:
                     ax.set_xlabel("lag $T - t$ (steps)")
                 if col == 0:
-                    ax.set_ylabel(WRT_LABELS.get(wrt, wrt))
+                    ax.set_ylabel(profile_label(results, wrt))
                 ax.grid(alpha=0.3, lw=0.5)
         sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
         bar = fig.colorbar(sm, ax=axes, shrink=0.9)
         bar.set_label(axis_label(colour_dim))
         if not numeric:
             bar.set_ticks(range(len(colours)), labels=[str(c) for c in colours])
-        if note:
-            fig.suptitle(f"Lag profiles ({note})", fontsize=9)
+        title = "Lag profiles" + (f" ({note})" if note else "") + _method_note(results, wrts)
+        if title != "Lag profiles":
+            fig.suptitle(title, fontsize=9)
         return save_figure(fig, Path(path_stem))
+
+
+def profile_label(results: Results, wrt: str) -> str:
+    """The axis label of a ``wrt`` profile, in the norm the store's method measured (Frobenius or spectral)."""
+    label = WRT_LABELS.get(wrt, wrt)
+    spectral = results.attrs.get("config", {}).get("analysis", {}).get("method") == "spectral"
+    return label.replace("\\|_F", "\\|_2") if spectral else label
+
+
+def _method_note(results: Results, wrts: list[str]) -> str:
+    """What the curves are when not the exact Frobenius profile: the method, and the bands' meaning."""
+    analysis = results.attrs.get("config", {}).get("analysis", {})
+    method = analysis.get("method", "exact")
+    if method == "probes":
+        banded = any(f"stderr_log10_norm_{w}" in results.data for w in wrts)
+        return f"\nestimated from {analysis.get('probes', '?')} random probes" + (", bands ±2 s.e." if banded else "")
+    return "\nspectral norm" if method == "spectral" else ""
 
 
 def _plot_single_profile(results: Results, wrts: list[str], path_stem: Path) -> list[Path]:
@@ -109,8 +132,13 @@ def _plot_single_profile(results: Results, wrts: list[str], path_stem: Path) -> 
         fig, ax = plt.subplots(figsize=(4.0, 2.8), constrained_layout=True)
         cmap = plt.get_cmap(CMAP)
         for k, wrt in enumerate(wrts):
-            ax.plot(results.coords["lag"], results.data[f"log10_norm_{wrt}"], color=cmap(0.15 + 0.7 * k), lw=1.0,
-                    label=WRT_LABELS.get(wrt, wrt))
+            lags, curve, colour = results.coords["lag"], results.data[f"log10_norm_{wrt}"], cmap(0.15 + 0.7 * k)
+            ax.plot(lags, curve, color=colour, lw=1.0, label=profile_label(results, wrt))
+            if f"stderr_log10_norm_{wrt}" in results.data:
+                band = 2 * results.data[f"stderr_log10_norm_{wrt}"]
+                ax.fill_between(lags, curve - band, curve + band, color=colour, alpha=0.2, lw=0)
+        if (note := _method_note(results, wrts).strip()):
+            ax.set_title(note, fontsize=9)
         ax.set_xlabel("lag $T - t$ (steps)")
         ax.set_ylabel("$\\log_{10}$ norm")
         ax.legend(frameon=False)
@@ -170,6 +198,48 @@ def plot_horizon_map(results: Results, path_stem: str | Path, *, wrt: str = "h")
         return save_figure(fig, Path(path_stem))
 
 
+def plot_lyapunov(results: Results, path_stem: str | Path, *, max_curves: int = 5) -> list[Path]:
+    """The leading Lyapunov exponent against the first swept setting, with ±2 standard-error bars.
+
+    One curve per value of the second swept setting (up to ``max_curves``, evenly chosen); other
+    settings as in :func:`plot_lag_profiles` (median over seeds, first value otherwise).
+    """
+    keep = _plot_dims(results)
+    lead, note = _reduce(results, "lyapunov", keep)
+    error = _reduce(results, "stderr_lyapunov", keep)[0]
+    lead, error = lead[..., 0], error[..., 0]  # the exponent axis is last: its first entry is the largest
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.2, 3.0), constrained_layout=True)
+        if not keep or lead.ndim == 0:
+            ax.errorbar([0], [float(lead)], yerr=[2 * float(error)], fmt="o", color=plt.get_cmap(CMAP)(0.2), capsize=3)
+            ax.set_xticks([])
+        else:
+            x = positions(ax, results.coords[keep[0]], "x")
+            if lead.ndim == 1:
+                lead, error, labels = lead[:, None], error[:, None], [None]
+            else:
+                pick = np.unique(np.linspace(0, lead.shape[1] - 1, max_curves).round().astype(int))
+                lead, error = lead[:, pick], error[:, pick]
+                values = results.coords[keep[1]][pick]
+                labels = [f"{axis_label(keep[1])} = {v:.3g}" if is_numeric(values) else str(v) for v in values]
+            colours = plt.get_cmap(CMAP)(np.linspace(0.0, 0.85, lead.shape[1]))
+            for j, label in enumerate(labels):
+                ax.errorbar(x, lead[:, j], yerr=2 * error[:, j], fmt="o-", ms=3, lw=1.0, capsize=2,
+                            color=colours[j], label=label)
+            if is_log_axis(x):
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(axis_label(keep[0]))
+            if labels[0] is not None:
+                ax.legend(frameon=False, fontsize=7)
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_ylabel(r"leading Lyapunov exponent $\lambda_1$ (nats per step)")
+        ax.set_title("Leading Lyapunov exponent, bars ±2 s.e." + (f"\n({note})" if note else ""), fontsize=9)
+        ax.grid(alpha=0.3, lw=0.5)
+        return save_figure(fig, Path(path_stem))
+
+
 def plot_all(results: Results, directory: str | Path) -> list[Path]:
     """Every standard figure of a lag-profile run into ``directory``; returns the files written."""
     directory = Path(directory)
@@ -179,4 +249,6 @@ def plot_all(results: Results, directory: str | Path) -> list[Path]:
         if name.startswith("horizon_") and results.dims:  # one variant has no map: its horizon is in the summary
             wrt = name.removeprefix("horizon_")
             paths += plot_horizon_map(results, directory / f"horizon_{wrt}", wrt=wrt)
+    if "lyapunov" in results.data:
+        paths += plot_lyapunov(results, directory / "lyapunov")
     return paths

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 
 from gradflow.config import Config
 from gradflow.config.meanings import coordinate_attrs
+from gradflow.flow.methods import LYAPUNOV_WINDOWS
 from gradflow.flow.saturation import GATE_NAMES
 from gradflow.flow.variants import ModelSpec, probe_inputs, profile_variants
 from gradflow.sweep.devices import over_devices
@@ -29,21 +30,29 @@ KIND = "profiles"
 
 
 @functools.lru_cache(maxsize=None)
-def sharded_profiles(mesh: Mesh, spec: ModelSpec, wrt: tuple[str, ...], decades: float):
+def sharded_profiles(mesh: Mesh, spec: ModelSpec, wrt: tuple[str, ...], decades: float, method: str = "exact",
+                     probes: int = 16, lyapunov: int = 0):
     """``fn(values, xs)``: :func:`profile_variants` with the variants of ``values`` split over ``mesh``.
 
-    One compiled function per (mesh, spec, wrt, decades); ``values`` (V,) each, V a multiple of the
-    mesh size; ``xs`` (T, D) is replicated.
+    One compiled function per (mesh, spec, and the analysis settings); ``values`` (V,) each, V a multiple
+    of the mesh size; ``xs`` (T, D) is replicated.
     """
 
     def local(values, xs):
-        return profile_variants(spec, values, xs, wrt=wrt, decades=decades)
+        return profile_variants(spec, values, xs, wrt=wrt, decades=decades, method=method, probes=probes,
+                                lyapunov=lyapunov)
 
     return over_devices(mesh, local, 2)
 
 
+#: What each method's profile is, for the stored variables' descriptions.
+_NORM_WORDS = {"exact": "the Frobenius norm", "spectral": "the spectral norm (largest singular value)",
+               "probes": "the Frobenius norm, estimated from {probes} random probes,"}
+
+
 def profile_job(config: Config) -> Job:
-    """The sweep of ``config``: lag profiles, horizons, decay rates, gate saturation and a nonfinite flag.
+    """The sweep of ``config``: lag profiles (by its method, with standard errors for probes), horizons, decay
+    rates, gate saturation, a nonfinite flag and, if asked, Lyapunov exponents with standard errors.
 
     Raises:
       gradflow.config.ConfigError: if not even one variant fits the memory budget.
@@ -51,10 +60,15 @@ def profile_job(config: Config) -> Job:
     specs = [spec for _, spec in config.specs()]
     analysis = config.analysis
     dtype = np.dtype(analysis.dtype)
+    norm = _NORM_WORDS[analysis.method].format(probes=analysis.probes)
     variables = {}
     for w in analysis.wrt:
         of = "h_T wrt h_(T-lag), c held fixed" if w == "h" else "s_T wrt s_(T-lag), s = (h, c)"
-        variables[f"log10_norm_{w}"] = Variable(("lag",), dtype, f"log10 of the Frobenius norm of the Jacobian of {of}", "1")
+        variables[f"log10_norm_{w}"] = Variable(("lag",), dtype, f"log10 of {norm} of the Jacobian of {of}", "1")
+        if analysis.method == "probes":
+            variables[f"stderr_log10_norm_{w}"] = Variable(
+                ("lag",), dtype, f"standard error of log10_norm_{w} (delta method over the {analysis.probes} probes)",
+                "decades")
         variables[f"horizon_{w}"] = Variable((), dtype, f"first lag at which log10_norm_{w} falls below "
                                              f"-{analysis.decades:g} (inf: never within T; NaN: non-finite)", "steps")
         variables[f"decay_rate_{w}"] = Variable((), dtype, f"least-squares slope of log10_norm_{w} against lag "
@@ -62,11 +76,22 @@ def profile_job(config: Config) -> Job:
     variables.update({f"saturation_{g}": Variable((), dtype, f"fraction of steps x units with the {g} gate saturated, "
                                                   "on the probe inputs", "1") for g in GATE_NAMES})
     variables["nonfinite"] = Variable((), np.dtype(bool), "a lag profile of this variant holds NaN or +inf")
+    extra_coords = {"lag": np.arange(1, max(config.shape_axes["seq_len"]) + 1, dtype=np.int32)}
+    coord_attrs = {"lag": {"long_name": "lag k: the Jacobian of the last state wrt the state k steps earlier",
+                           "units": "steps"}}
+    if analysis.lyapunov:
+        variables["lyapunov"] = Variable(("exponent",), dtype, "Lyapunov exponents of the state (h, c) on the probe "
+                                         "inputs, in QR order: descending once aligned (QR re-orthonormalisation)", "nats per step")
+        variables["stderr_lyapunov"] = Variable(("exponent",), dtype, "standard error of lyapunov (batch means over "
+                                                f"{LYAPUNOV_WINDOWS} windows after a transient)", "nats per step")
+        extra_coords["exponent"] = np.arange(1, analysis.lyapunov + 1, dtype=np.int32)
+        coord_attrs["exponent"] = {"long_name": "index i of the i-th largest Lyapunov exponent", "units": "1"}
 
     def chunk_function(spec: int, mesh):
         model = specs[spec]
         xs = probe_inputs(model, seed=config.data.input_seed, dtype=jnp.dtype(analysis.dtype))
-        return sharded_profiles(mesh, model, analysis.wrt, analysis.decades), (xs,)
+        return sharded_profiles(mesh, model, analysis.wrt, analysis.decades, analysis.method, analysis.probes,
+                                analysis.lyapunov), (xs,)
 
     return Job(
         kind=KIND,
@@ -79,11 +104,9 @@ def profile_job(config: Config) -> Job:
         grid_values=config.variants().values(),
         chunk_size=config.work_chunk_size(),
         variables=variables,
-        extra_coords={"lag": np.arange(1, max(config.shape_axes["seq_len"]) + 1, dtype=np.int32)},
+        extra_coords=extra_coords,
         chunk_function=chunk_function,
-        coord_attrs={**coordinate_attrs([*config.shape_axes, *config.grid.axes]),
-                     "lag": {"long_name": "lag k: the Jacobian of the last state wrt the state k steps earlier",
-                             "units": "steps"}},
+        coord_attrs={**coordinate_attrs([*config.shape_axes, *config.grid.axes]), **coord_attrs},
     )
 
 

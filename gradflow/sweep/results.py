@@ -48,15 +48,20 @@ class Results:
       coords: each dimension's values, plus ``lag`` (1..T).
       data: variable name -> array of shape ``(*dim sizes)`` or ``(*dim sizes, T)``.
       attrs: JSON-ready metadata (resolved config, its hash, versions, device, precision).
+      var_dims: dimension names of variables with an own axis other than ``lag`` (``exponent``); a variable
+        not named here has ``dims`` and, if it has one more axis, ``lag``.
     """
 
     dims: tuple[str, ...]
     coords: dict[str, np.ndarray]
     data: dict[str, np.ndarray]
     attrs: dict[str, Any]
+    var_dims: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def dims_of(self, name: str) -> tuple[str, ...]:
         """Dimension names of variable ``name``."""
+        if name in self.var_dims:
+            return self.var_dims[name]
         return self.dims + (("lag",) if self.data[name].ndim == len(self.dims) + 1 else ())
 
     def save(self, directory: str | Path) -> Path:
@@ -83,11 +88,13 @@ class Results:
         """Read ``DIR/results.zarr`` (written by :meth:`save` or a sweep); a clear error if there is none."""
         dataset = open_results(directory)
         data = {name: var.values for name, var in dataset.data_vars.items()}
-        names = [d for d in dataset.dims if d != "lag"]
-        first = next((v for v in dataset.data_vars.values() if "lag" not in v.dims), None)
+        own = {"lag", "exponent"}  # the variables' own axes; every other dimension is swept
+        names = [d for d in dataset.dims if d not in own]
+        first = next((v for v in dataset.data_vars.values() if not own & set(v.dims)), None)
         dims = tuple(first.dims) if first is not None else tuple(names)
         coords = {name: dataset[name].values for name in dataset.coords}
-        return cls(dims, coords, data, decode_attrs(dict(dataset.attrs)))
+        var_dims = {name: tuple(v.dims) for name, v in dataset.data_vars.items() if set(v.dims) - {"lag"} - set(dims)}
+        return cls(dims, coords, data, decode_attrs(dict(dataset.attrs)), var_dims)
 
 
 @dataclasses.dataclass(frozen=True)
