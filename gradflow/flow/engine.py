@@ -23,7 +23,8 @@ FLOPs wrt ``h``); the LSTM's closed-form pullback (:func:`gradflow.lstm.cell.lst
 gates into one (2H, H) matrix per step first and needs 2 R H^2. Memory per variant: the forward
 states (T, 2H) (and, on the LSTM path, each step's Jacobian coefficients, (T, 6H)) plus one (R, 2H)
 accumulator; no (H, T, H) Jacobian is ever materialised. Variants run in vmapped blocks of
-:data:`VARIANT_BLOCK`, so memory grows with the block, not with V.
+:data:`VARIANT_BLOCK` (fewer on CPU for large H: :func:`lag_profile_block`), so memory grows with
+the block, not with V.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from gradflow.lstm.cell import (
     recurrent_blocks_transposed,
     resolve_activation,
     resolve_recurrent_activation,
+    scale_linearisation,
 )
 from gradflow.lstm.checks import check_lstm_inputs
 
@@ -119,6 +121,35 @@ def log10_norm(M: Array, exponent: Array, norm: str = "frobenius") -> Array:
     return (exponent.astype(M.dtype) * _LN2 + log_norm(M)) / _LN10
 
 
+def _pow2_factors(e: Array, dtype) -> tuple[Array, Array]:
+    """Two powers of two whose product is ``2^-e``, each a normal float for any exponent :func:`renormalise` meets."""
+    half = -e // 2
+    one = jnp.ones((), dtype)
+    return jnp.ldexp(one, half), jnp.ldexp(one, -e - half)
+
+
+def _max_exponent(M: Array) -> Array:
+    """The binary exponent ``e`` with ``max|M| = m 2^e``, ``m`` in [0.5, 1); 0 for a zero, infinite or NaN ``M``."""
+    return jnp.frexp(jnp.max(jnp.abs(M)))[1].astype(jnp.int32)
+
+
+def _log10_norm_deferred(M: Array, pending: Array, exponent: Array, norm: str) -> Array:
+    """``log10_norm(M 2^-pending, exponent + pending, norm)``, bit for bit, without writing ``M 2^-pending``.
+
+    Frobenius: ``M / max|M|`` equals ``M' / max|M'|`` for ``M' = M 2^-pending`` exactly, so only the scalar
+    ``max|M|`` is rescaled and both reductions read ``M`` itself (one pass less per step). Spectral: the
+    SVD dominates; ``M'`` is formed.
+    """
+    scale_1, scale_2 = _pow2_factors(pending, M.dtype)
+    total = exponent + pending
+    if norm == "spectral":
+        return log10_norm(M * scale_1 * scale_2, total, norm)
+    m = jnp.max(jnp.abs(M))
+    scaled = M / jnp.where((m > 0) & jnp.isfinite(m), m, jnp.ones_like(m))
+    log_norm = jnp.log(m * scale_1 * scale_2) + 0.5 * jnp.log(jnp.sum(jnp.square(scaled)))
+    return (total.astype(M.dtype) * _LN2 + log_norm) / _LN10
+
+
 def _forward_states(step, s0, xs):
     """``s_T`` and ``(s_0 .. s_{T-1})`` stacked (the state each step consumes)."""
 
@@ -128,19 +159,30 @@ def _forward_states(step, s0, xs):
     return jax.lax.scan(body, s0, xs)
 
 
-def _profile(apply, per_step, rows: Array, in_dims: slice, norm: str = "frobenius") -> Array:
-    """The engine's loop: ``M <- apply(per_step[t], M)`` from t = T down to 1, renormalised each step.
+def _profile(apply_scaled, per_step, rows: Array, in_dims: slice, norm: str = "frobenius") -> Array:
+    r"""The engine's loop: ``M <- apply(per_step[t], M)`` from t = T down to 1, renormalised each step.
 
     Returns ``log10 ||M_t[:, in_dims]||`` (Frobenius or spectral ``norm``) for t = 0..T-1 (by time;
     the public functions reverse it to by lag) with ``M_t = rows A_T ... A_{t+1}``.
+
+    ``apply_scaled(step_inputs, M, e)`` returns ``(M 2^{-e}) A_t``. The loop carries the product as
+    ``M 2^{exponent + e}`` with ``e`` the binary exponent of ``max|M|``: step t's renormalisation is
+    applied by step t - 1 (the LSTM folds it into that step's coefficient vectors, 5 H multiplications,
+    see :func:`gradflow.lstm.cell.scale_linearisation`) and to the norm's scalar ``max|M|``
+    (:func:`_log10_norm_deferred`). No pass over ``M`` only rescales it, and every product and sum is the
+    one :func:`renormalise` after each step gives (power-of-two scaling is exact and commutes with them):
+    results agree bit for bit, or to rounding where XLA fuses the elementwise work differently.
     """
 
     def back(carry, step_inputs):
-        M, exponent = carry
-        M, exponent = renormalise(apply(step_inputs, M), exponent)
-        return (M, exponent), log10_norm(M[:, in_dims], exponent, norm)
+        M, pending, exponent = carry
+        M = apply_scaled(step_inputs, M, pending)
+        exponent = exponent + pending
+        pending = _max_exponent(M)
+        return (M, pending, exponent), _log10_norm_deferred(M[:, in_dims], pending, exponent, norm)
 
-    _, profile = jax.lax.scan(back, (rows, jnp.zeros((), jnp.int32)), per_step, reverse=True)
+    zero = jnp.zeros((), jnp.int32)
+    _, profile = jax.lax.scan(back, (rows, zero, zero), per_step, reverse=True)
     return profile
 
 
@@ -194,7 +236,11 @@ def step_lag_norms(
     pullback = pullback or vjp_pullback(step)
     rows = jnp.eye(s0.shape[-1], dtype=s0.dtype)[out_dims]
     _, consumed = _forward_states(step, s0, xs)
-    return _profile(lambda sx, M: pullback(*sx, M), (consumed, xs), rows, in_dims, norm)[::-1]
+    def apply_scaled(sx, M, e):
+        scale_1, scale_2 = _pow2_factors(e, M.dtype)
+        return pullback(*sx, M * scale_1 * scale_2)
+
+    return _profile(apply_scaled, (consumed, xs), rows, in_dims, norm)[::-1]
 
 
 def step_input_norms(
@@ -308,11 +354,14 @@ def _flat_lstm(params: LSTMParams, activation: str, recurrent_activation: str):
 
 def lstm_lag_profile(params: LSTMParams, s0: Array, xs: Array, dims: slice, activation: str,
                      recurrent_activation: str, norm: str = "frobenius") -> Array:
-    """:func:`step_lag_norms` for one LSTM variant on its flat state ``s = (h, c)``, rows and columns ``dims``, with every step's Jacobian coefficients computed up front.
+    r""":func:`step_lag_norms` for one LSTM variant on its flat state ``s = (h, c)``, rows and columns ``dims``, with every step's Jacobian coefficients computed up front.
 
     The coefficients of all T steps come from one vectorised pass over the forward states (a
     (T, D + H) x (D + H, 4H) product); the sequential loop then only builds each step's (2H, H)
-    matrix and applies it.
+    matrix ``B_t`` (from the fixed ``U_k^T`` blocks and the step's coefficient vectors, with the previous
+    step's renormalisation ``2^{-e}`` folded into those vectors) and applies it: per step one
+    (R, 2H) x (2H, H) product, 2 R H^2 multiply-adds, and O(R H + H^2) elementwise work (``B_t``, the
+    ``c`` block, ``max|M|`` and the norm's two reductions over the measured block).
     """
     H = params.hidden_size
     step, _ = _flat_lstm(params, activation, recurrent_activation)
@@ -323,7 +372,10 @@ def lstm_lag_profile(params: LSTMParams, s0: Array, xs: Array, dims: slice, acti
     )
     U_T = recurrent_blocks_transposed(params)
     rows = jnp.eye(2 * H, dtype=s0.dtype)[dims]
-    return _profile(lambda lin_t, M: lstm_pullback_apply(U_T, lin_t, M), lin, rows, dims, norm)[::-1]
+    def apply_scaled(lin_t, M, e):
+        return lstm_pullback_apply(U_T, scale_linearisation(lin_t, *_pow2_factors(e, M.dtype)), M)
+
+    return _profile(apply_scaled, lin, rows, dims, norm)[::-1]
 
 
 def check_options(activation: str, recurrent_activation: str, wrt: str | None = None) -> None:
@@ -333,16 +385,41 @@ def check_options(activation: str, recurrent_activation: str, wrt: str | None = 
         raise ValueError(f"wrt={wrt!r} is not known; expected one of {list(WRT)}")
 
 
-#: Variants processed together inside one compiled call: larger batches leave the CPU caches
+#: Most variants processed together inside one compiled call: larger batches leave the CPU caches
 #: (measured on 2 cores: V = 256 at once ran at 60% of the per-variant speed of blocks of 64).
 VARIANT_BLOCK = 64
 
+#: On CPU, the bytes one vmapped block of lag profiles may keep in its backward loop (see
+#: :func:`lag_profile_block`): about a quarter of the 32 MiB L3 of the machine it was measured on.
+CPU_BLOCK_BYTES = 8 * 2**20
 
-def _over_variants(fn, V, params, xs, h0, c0):
+
+def lag_profile_block(variants: int, hidden_size: int, rows: int, itemsize: int, backend: str | None = None) -> int:
+    r"""Variants vmapped together by the exact lag profile: :data:`VARIANT_BLOCK`, fewer on CPU for large H.
+
+    One variant's backward loop touches ``U^T`` (4 H^2), ``B_t`` (2 H^2) and the accumulator before and
+    after the step with its two output blocks (6 R H) every step. On CPU a block is capped so that this,
+    ``itemsize (6 H^2 + 6 R H)`` per variant, fits :data:`CPU_BLOCK_BYTES`; a block that leaves the cache
+    runs from memory (measured, float32, wrt ``h``, 2 cores with 2 MiB L2 each and 32 MiB L3, V = 8: at
+    H = 512 blocks of 1 / 2 / 4 / 8 took 1.43 / 1.51 / 1.79 / 2.10 ms per variant-step; at H = 128 and
+    V = 64, blocks of 8 / 16 / 32 / 64 took 54 / 55 / 60 / 80 us). Accelerators keep :data:`VARIANT_BLOCK`.
+
+    Example:
+      >>> [lag_profile_block(256, H, H, 4, "cpu") for H in (32, 64, 128, 256, 512)]
+      [64, 42, 10, 2, 1]
+    """
+    block = min(variants, VARIANT_BLOCK)
+    if (backend or jax.default_backend()) != "cpu":
+        return block
+    per_variant = itemsize * (6 * hidden_size**2 + 6 * rows * hidden_size)
+    return max(1, min(block, CPU_BLOCK_BYTES // per_variant))
+
+
+def _over_variants(fn, V, params, xs, h0, c0, *, block: int | None = None):
     """Apply the one-variant ``fn`` to each of V variants: the single place variants are batched.
 
-    Blocks of :data:`VARIANT_BLOCK` variants are vmapped; the blocks run one after another
-    (``lax.map``), so memory and cache footprint do not grow with V.
+    Blocks of ``block`` variants (default :data:`VARIANT_BLOCK`) are vmapped; the blocks run one after
+    another (``lax.map``), so memory and cache footprint do not grow with V.
     """
     if V is None:
         return fn(params, xs, h0, c0)
@@ -354,7 +431,7 @@ def _over_variants(fn, V, params, xs, h0, c0):
     def one(m):
         return fn(**m, **shared)
 
-    return jax.lax.map(one, mapped, batch_size=min(V, VARIANT_BLOCK))
+    return jax.lax.map(one, mapped, batch_size=min(V, block or VARIANT_BLOCK))
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "recurrent_activation", "wrt", "batched", "norm"))
@@ -366,7 +443,11 @@ def _lag_norms(params, xs, h0, c0, *, activation, recurrent_activation, wrt, bat
         s0 = jnp.concatenate([state.h, state.c])
         return lstm_lag_profile(params, s0, xs, dims, activation, recurrent_activation, norm)
 
-    return _over_variants(one, params.U.shape[0] if batched else None, params, xs, h0, c0)
+    if not batched:
+        return one(params, xs, h0, c0)
+    V, H = params.U.shape[0], params.U.shape[-2]
+    block = lag_profile_block(V, H, H if wrt == "h" else 2 * H, jnp.dtype(params.U.dtype).itemsize)
+    return _over_variants(one, V, params, xs, h0, c0, block=block)
 
 
 def lag_norms(

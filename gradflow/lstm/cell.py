@@ -18,7 +18,8 @@ holds a model is :class:`gradflow.lstm.module.LSTM`.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -198,6 +199,29 @@ def lstm_pullback_apply(U_T: Array, lin: LSTMLinearisation, M: Array) -> Array:
     B = jnp.concatenate([lin.q[:, None] * K_c + lin.a_o[:, None] * U_T[3], K_c], axis=0)
     M_h, M_c = M[:, :H], M[:, H:]
     return jnp.concatenate([M @ B, (M_c + M_h * lin.q[None, :]) * lin.f[None, :]], axis=1)
+
+
+def scale_linearisation(lin: LSTMLinearisation, *factors: Array) -> LSTMLinearisation:
+    r"""The coefficients of ``s`` times the step Jacobian, ``s`` the product of the scalar ``factors``.
+
+    ``a_i, a_f, a_g, a_o`` and ``f`` are multiplied by each factor in turn; ``q`` is not (it multiplies rows of
+    ``M``, not the Jacobian's scale). Every block of :func:`lstm_pullback_apply` is linear in those five, so
+
+    .. math::
+
+        \mathrm{apply}(U^\top, \mathrm{scale}(\ell, s), M) = \mathrm{apply}(U^\top, \ell, s M)
+
+    at the cost of 5 H multiplications instead of R 2H. For powers of two the two sides agree bit for bit
+    (barring overflow or underflow of a scaled coefficient): the engine folds each step's renormalisation
+    into the next step's coefficients this way.
+    """
+    scaled = {}
+    for name in ("a_i", "a_f", "a_g", "a_o", "f"):
+        value = getattr(lin, name)
+        for factor in factors:
+            value = value * factor
+        scaled[name] = value
+    return lin._replace(**scaled)
 
 
 def lstm_pullback(
