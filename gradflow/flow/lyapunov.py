@@ -15,6 +15,16 @@ rounding at any depth (the scale lives in the logs); the estimate itself converg
 finite-time average, ``O(1/sqrt(T))`` for chaotic or input-driven dynamics and ``O(1/T)`` (the
 alignment transient) for a fixed linear map. Between QRs the columns of ``J...J Q`` must neither
 overflow nor collapse onto one another: keep ``reortho_every`` small where exponents are far apart.
+
+Measured limits (``benchmarks/bench_lyapunov.py``, LSTMs with H = 32..256, float32):
+
+- Start-up bias: the tangent vectors start at the first k unit vectors, and the nats lost while they align
+  (2-6 nats for the leading exponent at default initialisation) bias a T-step estimate by that over T. At
+  T = 512 the leading exponent was 16-20% off the profile's long-lag slope for H = 64 and 256; at T = 4096
+  within 3%. Use ``transient=`` (the windows of :func:`finite_time_exponents` show when it has settled).
+- Float32 and ``reortho_every``: between QRs the columns spread by ``reortho_every (lambda_1 - lambda_k)``
+  nats; beyond about 16 (``ln 1/eps``) the lower exponents are lost without an error. k = 2H with QR every
+  10 steps moved exponents by 2.6-4.1 nats per step; k <= H agreed with QR every step to 2e-6.
 """
 
 from __future__ import annotations
