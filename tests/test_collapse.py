@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from gradflow.collapse.metrics import best_threshold, collapse_metrics, constant_loss, majority_rate, onset, target_spread
+from gradflow.collapse.metrics import (
+    best_threshold,
+    collapse_metrics,
+    constant_loss,
+    majority_rate,
+    onset,
+    target_spread,
+)
 
 
 def test_constant_predictor_references_are_analytic():
@@ -65,3 +72,21 @@ def test_best_threshold_recovers_a_known_separator():
     with_inf = best_threshold(np.array([-np.inf, -np.inf, -1.0, -2.0, np.nan]), np.array([True, True, False, False, True]))
     assert with_inf["balanced_accuracy"] == 1.0 and with_inf["n"] == 4
     assert math.isnan(best_threshold(values, np.zeros(400, bool))["threshold"])
+
+
+def test_onset_at_given_edges_and_rows_that_begin_collapsed():
+    x = np.array([1.0, 10.0, 100.0, 1000.0])
+    edges = np.array([0.3, 3.0, 30.0, 300.0, 3000.0])  # geometric midpoints (about), as a log-scaled map draws them
+    rows = np.array([[False, True, True, True],     # one switch: at the edge between 1 and 10
+                     [False, False, True, False],   # collapses, then recovers: the first switch
+                     [True, False, True, True],     # begins collapsed: before the range, not the later switch
+                     [False, False, False, False]])
+    onsets, direction = onset(rows, x, axis=1, edges=edges)
+    assert direction == 1
+    np.testing.assert_array_equal(onsets, [3.0, 30.0, -np.inf, np.nan])
+    np.testing.assert_array_equal(onset(rows, x, axis=1)[0], [5.5, 55.0, -np.inf, np.nan])  # default: midpoints
+    reversed_onsets, reversed_direction = onset(rows[:, ::-1], x, axis=1, edges=edges)
+    assert reversed_direction == -1
+    np.testing.assert_array_equal(reversed_onsets, [300.0, 30.0, np.inf, np.nan])
+    with pytest.raises(ValueError, match="edges must have one value more than coords"):
+        onset(rows, x, axis=1, edges=edges[:-1])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gradflow.plot.profiles import plot_all, plot_horizon_map
+from gradflow.plot.style import save_figure
 from gradflow.sweep.results import Results
 
 T = 6
@@ -68,7 +69,7 @@ def rendered(tmp_path_factory):
 def test_plot_all_writes_a_pdf_and_a_png_per_figure(rendered):
     root, paths, _ = rendered
     names = [p.name for p in paths]
-    stems = ("lag_profiles", "horizon_h", "horizon_state")
+    stems = ("lag_profiles", "horizon_h", "decay_h", "horizon_state", "decay_state")
     assert names == [f"{stem}.{ext}" for stem in stems for ext in ("pdf", "png")]
     assert paths == [root / "a" / name for name in names]
     assert sorted(p.name for p in (root / "a").iterdir()) == sorted(names)
@@ -99,7 +100,7 @@ def test_output_is_byte_for_byte_deterministic(rendered):
 def test_lag_profiles_draw_the_stored_curves_per_panel(tmp_path, drawn):
     results = _results({"forget_bias": FB, "weight_scale": WS})
     plot_all(results, tmp_path)
-    profiles, horizon_map = drawn
+    profiles, horizon_map, _decay_map = drawn
     panels = profiles.axes[:-1]  # the last axes is the colour bar
     # up to three panels across the second dim: weight scales at indices 0, 2, 3 (linspace(0, 3, 3) rounded)
     assert [ax.get_title() for ax in panels] == [f"weight scale (gain) = {v:g}" for v in (0.25, 4.0, 16.0)]
@@ -122,7 +123,7 @@ def test_seeds_are_reduced_by_their_median(tmp_path, drawn):
     results = _results({"forget_bias": FB, "seed": [0, 1, 2]}, horizon=horizon)
     results.data["log10_norm_h"][1, 0] = np.nan  # one seed of one variant exploded
     plot_all(results, tmp_path)
-    profiles, horizon_map = drawn
+    profiles, horizon_map, _decay_map = drawn
     assert profiles._suptitle.get_text() == "Lag profiles (median over 3 seeds)"
     curves = [line.get_ydata() for line in profiles.axes[0].lines]
     p = results.data["log10_norm_h"]
@@ -139,10 +140,15 @@ def test_seeds_are_reduced_by_their_median(tmp_path, drawn):
 def test_categorical_dims_are_labelled_by_name(tmp_path, drawn):
     results = _results({"activation": ["tanh", "relu", "linear"], "forget_bias": FB})
     plot_all(results, tmp_path)
-    profiles, horizon_map = drawn
-    bar = profiles.axes[-1]
-    assert [t.get_text() for t in bar.get_yticklabels()] == ["tanh", "relu", "linear"]
-    assert bar.get_ylabel() == "cell activation"
+    profiles, horizon_map, _decay_map = drawn
+    # categories get a categorical palette and a legend (no colour bar: the figure has one Axes, one panel)
+    assert len(profiles.axes) == len(FB)  # three panels across forget bias, no colour-bar Axes
+    (legend,) = profiles.legends  # one legend shared by the panels
+    assert [t.get_text() for t in legend.get_texts()] == ["tanh", "relu", "linear"]
+    assert legend.get_title().get_text() == "cell activation"
+    for panel in profiles.axes:
+        assert len({line.get_color() for line in panel.lines}) == 3
+        assert len({line.get_linestyle() for line in panel.lines}) == 3  # apart in grey-scale too
     ax = horizon_map.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["tanh", "relu", "linear"]
     np.testing.assert_array_equal(ax.get_xticks(), [0, 1, 2])
@@ -152,7 +158,7 @@ def test_categorical_dims_are_labelled_by_name(tmp_path, drawn):
 def test_single_dim_results_plot_a_line(tmp_path, drawn):
     results = _results({"weight_scale": WS}, horizon=np.array([1.0, 3.0, np.inf, 6.0]))
     plot_all(results, tmp_path)
-    profiles, horizon_map = drawn
+    profiles, horizon_map, _decay_map = drawn
     (panel, _) = profiles.axes
     assert len(panel.lines) == len(WS)
     line, never = horizon_map.axes[0].lines
@@ -192,13 +198,14 @@ def test_inf_and_nan_horizons_are_drawn_as_their_own_colours(tmp_path, drawn):
     ids=["all-inf", "all-nan", "constant", "1d-no-finite"],
 )
 def test_degenerate_horizon_maps_render(tmp_path, coords, horizon):
-    paths = plot_horizon_map(_results(coords, horizon=horizon), tmp_path / "horizon_h")
+    paths = save_figure(plot_horizon_map(_results(coords, horizon=horizon)).figure, tmp_path / "horizon_h")
     assert [p.name for p in paths] == ["horizon_h.pdf", "horizon_h.png"]
     assert all(p.stat().st_size > 5000 for p in paths)
 
 
 def test_results_without_config_attrs_plot(tmp_path):
-    paths = plot_horizon_map(_results({"forget_bias": FB, "weight_scale": WS}, attrs={}), tmp_path / "horizon_h")
+    ax = plot_horizon_map(_results({"forget_bias": FB, "weight_scale": WS}, attrs={}))
+    paths = save_figure(ax.figure, tmp_path / "horizon_h")
     assert all(p.stat().st_size > 0 for p in paths)
 
 

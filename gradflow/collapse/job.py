@@ -12,14 +12,14 @@ import math
 
 import numpy as np
 
-from gradflow.config.meanings import coordinate_attrs
 from gradflow.collapse.metrics import collapse_metrics
 from gradflow.config import Config, ConfigError
+from gradflow.config.meanings import coordinate_attrs
+from gradflow.data.tasks import Task, split
 from gradflow.flow.memory import format_bytes
 from gradflow.flow.saturation import GATE_NAMES
 from gradflow.sweep.devices import over_devices
 from gradflow.sweep.job import Job, Variable
-from gradflow.data.tasks import Task, split
 from gradflow.training.train import TrainSpec, settings_arrays, train_data, train_variants
 
 #: Largest chunk ``chunk_size = "auto"`` picks for training.
@@ -116,7 +116,7 @@ class CollapseSpecs:
         index = np.unravel_index(spec, [len(v) for v in self.shape_axes.values()])
         return {k: v[int(i)] for (k, v), i in zip(self.shape_axes.items(), index)}
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def task(self, spec: int) -> tuple[Task, Task]:
         """The (train, validation) split of spec ``spec``'s data."""
         combo, data = self._combination(spec), self.config.data

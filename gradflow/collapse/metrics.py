@@ -15,7 +15,7 @@ A model can be neither (its outputs vary, but not usefully).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -75,35 +75,56 @@ def collapse_metrics(
     }
 
 
-def onset(collapsed: np.ndarray, coords: Sequence[float], axis: int = 0) -> tuple[np.ndarray, int]:
+def onset(
+    collapsed: np.ndarray, coords: Sequence[float], axis: int = 0, *, edges: Sequence[float] | None = None
+) -> tuple[np.ndarray, int]:
     """Where collapse begins along ``axis`` of a boolean map, for every position on the other axes.
 
     The direction is the one in which the collapsed fraction grows (``+1``: collapse at large values,
-    ``-1``: at small ones). Walking that way, the onset is the midpoint between the last learned and
-    the first collapsed value of the first switch; ``-inf``/``+inf`` (by direction) where every value
-    collapsed (or only a leading run did), NaN where none did.
+    ``-1``: at small ones). Walking that way, the onset is the boundary between the last learned and
+    the first collapsed value of the first switch; ``-inf``/``+inf`` (by direction: before the range) where
+    the first value collapsed, whatever follows; NaN where none did.
+
+    Args:
+      collapsed: boolean map.
+      coords: the values along ``axis``.
+      axis: the axis walked along.
+      edges: the cells' edges along ``axis`` (one more than ``coords``): the boundary between values ``i`` and
+        ``i + 1`` is ``edges[i + 1]``. Default: the midpoints between neighbouring values.
 
     Returns:
       (onsets with ``axis`` removed, direction).
+
+    Example:
+      >>> onset(np.array([[False, True, True], [False, False, True]]), [1.0, 10.0, 100.0], axis=1)[0].tolist()
+      [5.5, 55.0]
+      >>> onset(np.array([[False, True, True]]), [1.0, 10.0, 100.0], axis=1, edges=[0.3, 3.0, 30.0, 300.0])[0].tolist()
+      [3.0]
     """
     c = np.moveaxis(np.asarray(collapsed, bool), axis, -1)
     x = np.asarray(coords, np.float64)
     if x.shape != (c.shape[-1],):
         raise ValueError(f"coords must have one value per entry of axis {axis} ({c.shape[-1]}); got {x.shape}")
+    if edges is None:
+        inner = 0.5 * (x[1:] + x[:-1])
+    else:
+        e = np.asarray(edges, np.float64)
+        if e.shape != (x.size + 1,):
+            raise ValueError(f"edges must have one value more than coords ({x.size + 1}); got {e.shape}")
+        inner = e[1:-1]
     pos = np.arange(c.shape[-1])
     slope = np.cov(pos, c.mean(tuple(range(c.ndim - 1))))[0, 1] if c.shape[-1] > 1 else 0.0
     direction = 1 if slope >= 0 else -1
     if direction < 0:
-        c, x = c[..., ::-1], x[::-1]
+        c, inner = c[..., ::-1], inner[::-1]
     out = np.full(c.shape[:-1], np.nan)
     for index in np.ndindex(*c.shape[:-1]):
         row = c[index]
         switches = np.flatnonzero(~row[:-1] & row[1:])  # learned at i, collapsed at i + 1
-        if switches.size:
-            i = int(switches[0])
-            out[index] = 0.5 * (x[i] + x[i + 1])
-        elif row.any():  # collapsed from the first value on: the onset lies before the range
+        if row[0]:  # collapsed from the first value on: the onset lies before the range
             out[index] = -np.inf * direction
+        elif switches.size:
+            out[index] = inner[int(switches[0])]
     return out, direction
 
 

@@ -46,15 +46,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gradflow.collapse.metrics import target_spread
+from gradflow.data.tasks import Task
 from gradflow.flow.engine import decay_rate, horizon
 from gradflow.flow.networks import model_profiles
+from gradflow.flow.saturation import saturated
 from gradflow.lstm.model import (
     Layer,
     Model,
@@ -67,8 +70,6 @@ from gradflow.lstm.model import (
     level_inputs,
     level_layers,
 )
-from gradflow.flow.saturation import saturated
-from gradflow.data.tasks import Task
 
 CHECKS = ("output_collapse", "vanishing_gradients", "exploding_gradients", "gate_saturation", "dead_units",
           "weight_norms", "data_variability", "loss_plateau", "learning_rate")
@@ -401,12 +402,19 @@ class Evidence:
       gates: each layer's :class:`GateStatistics`, keyed by layer label (``"0 forward"``).
       predictions: the model's predictions for the inputs (see :func:`predict`).
       layer_profiles: every layer's lag profile, keyed by layer label.
+      targets: the targets the predictions are judged against (``task.y``: (N,) or (N, k)); None if not known.
+      output: the head's output function (``"sigmoid"``, ``"softmax"``, ``"linear"``); None without a head (the
+        predictions are then ``h_T``).
+      activations: each layer's cell activation, keyed by layer label (it bounds the candidates' values).
     """
 
     lag_profile: np.ndarray
     gates: dict[str, GateStatistics]
     predictions: np.ndarray
     layer_profiles: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    targets: np.ndarray | None = None
+    output: str | None = None
+    activations: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -551,5 +559,7 @@ def diagnose_model(model: Model, task: Task, *, thresholds: Mapping[str, float] 
         "data_variability": check_data(task, t=t),
     }
     evidence = Evidence(lag_profile=profiles[vanishing_layer], gates=stats, predictions=pred,
-                        layer_profiles=profiles)
+                        layer_profiles=profiles, targets=np.asarray(task.y),
+                        output=None if model.head is None else model.head.output,
+                        activations={label: layer.activation for label, _, layer in diagnosed_layers(model)})
     return Diagnosis(collapse["status"] == "fail", checks, likely_causes(checks), t, evidence)

@@ -7,16 +7,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gradflow.plot.style import CMAP, STYLE, save_figure
+from gradflow.plot.style import CATEGORICAL, LINESTYLES, STYLE, in_house_style, new_axes, save_figure
 
 
+@in_house_style
 def plot_finite_time_exponents(exponents, window: int, ax=None):
-    """Per-window exponents (faint points) and their running average (lines) against steps.
+    """Per-window exponents (faint points) and their running mean (lines) against steps, one colour and line style
+    per exponent (:data:`gradflow.plot.style.CATEGORICAL`), the final running mean in the legend.
 
     Args:
       exponents: (W, k) per-window exponents, natural log per step (``running=False``).
       window: steps per window.
-      ax: matplotlib Axes to draw on; a new figure in the house style if None.
+      ax: matplotlib Axes to draw on; a new one-column figure in the house style if None.
 
     Returns:
       The Axes.
@@ -26,27 +28,25 @@ def plot_finite_time_exponents(exponents, window: int, ax=None):
         raise ValueError(f"exponents must be (W, k) with W >= 1; got shape {e.shape}")
     if not isinstance(window, int) or window < 1:
         raise ValueError(f"window={window!r} must be an integer >= 1")
-    if ax is None:
-        with plt.rc_context(STYLE):
-            _, ax = plt.subplots(figsize=(4.5, 3.0))
+    ax = new_axes(ax)
     W, k = e.shape
     steps = window * np.arange(1, W + 1)
     running = np.cumsum(e, axis=0) / np.arange(1, W + 1)[:, None]
-    colours = plt.get_cmap(CMAP)(np.linspace(0.0, 0.9, k))
     for i in range(k):
-        ax.plot(steps, e[:, i], ".", color=colours[i], alpha=0.25, markersize=3)
-        ax.plot(steps, running[:, i], "-", color=colours[i], label=rf"$\lambda_{{{i + 1}}}$ = {running[-1, i]:.4g}")
+        colour, style = CATEGORICAL[i % len(CATEGORICAL)], LINESTYLES[i % len(LINESTYLES)]
+        ax.plot(steps, e[:, i], ".", color=colour, alpha=0.3, markersize=3)
+        ax.plot(steps, running[:, i], color=colour, ls=style, label=rf"$\lambda_{{{i + 1}}}$ = {running[-1, i]:.3g}")
     ax.axhline(0.0, color="0.6", linewidth=0.6)
     ax.set_xlabel("steps")
-    ax.set_ylabel("exponent (ln per step)")
-    ax.set_title(f"finite-time exponents, window {window}: points per window, lines running mean")
-    if k <= 8:
-        ax.legend(loc="best")
+    ax.set_ylabel("exponent (nats per step)")
+    ax.set_title(f"window = {window} steps: points per window,\nlines the running mean")
+    if k <= len(CATEGORICAL):
+        ax.legend(loc="best", fontsize=7)
+    ax.grid(alpha=0.3, lw=0.5)
     return ax
 
 
 def save_finite_time_exponents(exponents, window: int, path_stem: str | Path) -> list[Path]:
     """:func:`plot_finite_time_exponents` in a new figure saved as PDF and PNG at ``path_stem``."""
-    with plt.rc_context(STYLE):
-        ax = plot_finite_time_exponents(exponents, window)
-        return save_figure(ax.figure, Path(path_stem))
+    with plt.rc_context(STYLE):  # savefig reads the fonts, resolution and bounding box from rcParams
+        return save_figure(plot_finite_time_exponents(exponents, window).figure, Path(path_stem))

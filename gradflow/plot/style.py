@@ -17,6 +17,8 @@ your style), or None for a new figure in this style, see :func:`new_axes`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +99,32 @@ def paper_style(columns: int = 1, aspect: float = 0.75) -> Iterator[None]:
         yield
 
 
+def in_house_style(draw):
+    """Decorate a one-Axes function: called without ``ax`` (or ``ax=None``) it draws entirely in the house style
+    (:data:`gradflow.plot.style.STYLE`: fonts, sizes, colour cycle); on a given Axes, in the caller's style."""
+    signature = inspect.signature(draw)
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        if signature.bind(*args, **kwargs).arguments.get("ax") is not None:
+            return draw(*args, **kwargs)
+        before = set(plt.get_fignums())
+        with plt.rc_context(STYLE):
+            try:
+                ax = draw(*args, **kwargs)
+            except BaseException:  # a refused call leaves no half-drawn figure open
+                for number in set(plt.get_fignums()) - before:
+                    plt.close(number)
+                raise
+            for each in ax.figure.axes:  # ticks are made lazily: make them now, in this style (later ones copy them)
+                for axis in (each.xaxis, each.yaxis):
+                    axis.get_major_ticks()
+                    axis.get_minor_ticks()
+            return ax
+
+    return wrapper
+
+
 def new_axes(ax=None, *, size: tuple[float, float] | None = None):
     """``ax`` itself, or the Axes of a new figure of ``size`` inches (default: one column) in the house style.
 
@@ -110,12 +138,14 @@ def new_axes(ax=None, *, size: tuple[float, float] | None = None):
 
 
 def save_figure(fig, path_stem: Path) -> list[Path]:
-    """Write ``fig`` as ``path_stem.pdf`` and ``.png`` (deterministic bytes: no dates, no software stamp), close it,
-    and return the two paths."""
+    """Write ``fig`` as ``path_stem.pdf`` and ``.png`` in the house style's output settings (TrueType fonts,
+    :data:`STYLE`'s resolution, tight bounding box) with deterministic bytes (no dates, no software stamp), close
+    it, and return the two paths."""
     path_stem = Path(path_stem)
     paths = [path_stem.with_suffix(".pdf"), path_stem.with_suffix(".png")]
-    fig.savefig(paths[0], metadata={"CreationDate": None, "ModDate": None})
-    fig.savefig(paths[1], metadata={"Software": None})
+    with plt.rc_context(STYLE):  # fonts embedded as TrueType, resolution and tight bounding box, whatever the caller's rc
+        fig.savefig(paths[0], metadata={"CreationDate": None, "ModDate": None})
+        fig.savefig(paths[1], metadata={"Software": None})
     plt.close(fig)
     return paths
 
