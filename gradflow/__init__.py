@@ -21,6 +21,7 @@ from gradflow.flow.engine import (
     decay_rate,
     horizon,
     lag_norms,
+    lag_profile_block,
     loss_grad_norms,
     step_lag_norms,
     step_loss_grad_norms,
@@ -52,7 +53,7 @@ from gradflow.sweep.results import open_results
 from gradflow.training.train import TrainGrid, TrainSpec, train_variants
 from gradflow.workflows import collapse_map
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "ACTIVATIONS",
@@ -104,6 +105,7 @@ __all__ = [
     "keras_monitor",
     "lag_matrix",
     "lag_norms",
+    "lag_profile_block",
     "load_config",
     "load_model",
     "load_task",

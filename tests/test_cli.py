@@ -36,7 +36,8 @@ decades = 2.0
 chunk_size = 4
 """
 
-FIGURES = sorted(f"{stem}.{ext}" for stem in ("lag_profiles", "horizon_h", "horizon_state") for ext in ("pdf", "png"))
+FIGURES = sorted(f"{stem}.{ext}" for stem in ("lag_profiles", "horizon_h", "horizon_state", "decay_h", "decay_state",
+                                               "saturation") for ext in ("pdf", "png"))
 CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
 
 
@@ -101,7 +102,7 @@ def test_run_summarises_horizons_on_stdout(run):
             f"  horizon_{w}: median {np.median(finite):.0f} steps over {finite.size} variants; "
             f"{never} never fall below 1e-2 within T; 0 non-finite"
         ) in lines
-    assert lines[-1].startswith(f"wrote {run['out'] / 'results.zarr'}, ") and "6 files in" in lines[-1]
+    assert lines[-1].startswith(f"wrote {run['out'] / 'results.zarr'}, ") and f"{len(FIGURES)} files in" in lines[-1]
 
 
 def test_plot_redraws_the_same_figures_from_stored_results(run, tmp_path, capsys):

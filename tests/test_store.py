@@ -250,7 +250,7 @@ def test_plot_and_info_of_an_incomplete_store_say_so(tmp_path, capsys):
     assert "3/6 work chunks done (incomplete: rerun to resume)" in capsys.readouterr().out
     assert main(["plot", str(out), "--out", str(tmp_path / "figs")]) == 0
     assert "the store is incomplete (3/6 chunks)" in capsys.readouterr().err
-    assert len(os.listdir(tmp_path / "figs")) == 6
+    assert len(os.listdir(tmp_path / "figs")) == 12  # lag profiles, horizon and decay maps wrt h and state, saturation
 
 
 def test_overwrite_replaces_only_a_different_config_and_resumes_the_same(tmp_path, small):
