@@ -277,6 +277,21 @@ def _log_ticks_plain(axis, values=None) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _settings_mesh(ax, results: Results, keep: tuple[str, str], values: np.ndarray, cmap, norm):
+    """``values`` (dims ``keep``) as cells over the two swept settings, NaN masked (the colour map's "bad"), log
+    axes where the settings are log-spaced, both axes labelled; returns the mesh."""
+    x, y = (positions(ax, results.coords[d], axis) for d, axis in zip(keep, "xy"))
+    mesh = ax.pcolormesh(cell_edges(x), cell_edges(y), np.ma.masked_invalid(values).T, cmap=cmap, norm=norm,
+                         shading="flat")
+    for coords, axis in ((x, ax.xaxis), (y, ax.yaxis)):
+        if is_log_axis(coords):
+            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+            _log_ticks_plain(axis, coords)
+    ax.set_xlabel(axis_label(keep[0]))
+    ax.set_ylabel(axis_label(keep[1]))
+    return mesh
+
+
 @in_house_style
 def plot_horizon_map(results: Results, *, wrt: str = "h", ax=None):
     """The horizon (first lag whose norm is below ``10^-k``, in steps) over the first two swept settings.
@@ -318,17 +333,9 @@ def plot_horizon_map(results: Results, *, wrt: str = "h", ax=None):
         ax.grid(alpha=0.3, lw=0.5)
     else:
         cmap = plt.get_cmap(SEQUENTIAL).with_extremes(over=_NEVER, bad=_NONFINITE)
-        x, y = (positions(ax, results.coords[d], axis) for d, axis in zip(keep, "xy"))
-        img = np.ma.masked_invalid(np.where(np.isposinf(horizon), vmax * 10, horizon)).T
         logged = vmax / vmin > 5
         norm = LogNorm(vmin, vmax) if logged else Normalize(vmin, vmax)
-        mesh = ax.pcolormesh(cell_edges(x), cell_edges(y), img, cmap=cmap, norm=norm, shading="flat")
-        for values, axis in ((x, ax.xaxis), (y, ax.yaxis)):
-            if is_log_axis(values):
-                (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
-                _log_ticks_plain(axis, values)
-        ax.set_xlabel(axis_label(keep[0]))
-        ax.set_ylabel(axis_label(keep[1]))
+        mesh = _settings_mesh(ax, results, keep, np.where(np.isposinf(horizon), vmax * 10, horizon), cmap, norm)
         if logged:
             log_colorbar(mesh, ax, label)
         else:
@@ -392,15 +399,7 @@ def plot_setting_map(results: Results, name: str, *, ax=None, title: str | None 
             _log_ticks_plain(ax.xaxis, x)
         ax.grid(alpha=0.3, lw=0.5)
     else:
-        x, y = (positions(ax, results.coords[d], axis) for d, axis in zip(keep, "xy"))
-        mesh = ax.pcolormesh(cell_edges(x), cell_edges(y), np.ma.masked_invalid(values).T,
-                             cmap=plt.get_cmap(cmap).with_extremes(bad=_NONFINITE), norm=norm, shading="flat")
-        for coords, axis in ((x, ax.xaxis), (y, ax.yaxis)):
-            if is_log_axis(coords):
-                (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
-                _log_ticks_plain(axis, coords)
-        ax.set_xlabel(axis_label(keep[0]))
-        ax.set_ylabel(axis_label(keep[1]))
+        mesh = _settings_mesh(ax, results, keep, values, plt.get_cmap(cmap).with_extremes(bad=_NONFINITE), norm)
         if colorbar:
             ax.figure.colorbar(mesh, ax=ax).set_label(label)
         if not np.isfinite(values).all():
