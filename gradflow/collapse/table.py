@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from gradflow.collapse.metrics import best_threshold, onset
-from gradflow.sweep.results import Results, is_numeric
+from gradflow.sweep.results import Results, cell_edges, is_log_spaced, is_numeric
 
 #: A cell is collapsed when at least this fraction of its variants collapsed (and failed to learn when at most
 #: this fraction learned).
@@ -55,10 +55,8 @@ def map_axes(results: Results) -> tuple[str, ...]:
 
 
 def map_edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
-    """The edges of the map's cells around sorted ``values`` and whether the axis is log-spaced.
-
-    Categories sit at 0..n-1. A log-spaced axis has more than two positive values spanning a decade; its edges
-    are geometric midpoints. The outer edges lie as far outside as the nearest inner edge lies inside.
+    """The edges of the map's cells around sorted ``values`` and whether the axis is log-spaced: the figures'
+    :func:`~gradflow.sweep.results.cell_edges`, with categories at 0..n-1.
 
     Example:
       >>> edges, log = map_edges(np.array([1.0, 10.0, 100.0]))
@@ -66,14 +64,7 @@ def map_edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
       ([0.31622776601683794, 3.1622776601683795, 31.622776601683793, 316.22776601683796], True)
     """
     v = np.asarray(values, dtype=np.float64) if is_numeric(values) else np.arange(np.size(values), dtype=np.float64)
-    log = bool(is_numeric(values) and v.size > 2 and np.all(v > 0) and v.max() / v.min() >= 10)
-    if v.size == 1:
-        return (np.array([v[0] - 0.5, v[0] + 0.5]) if v[0] <= 0.5 else np.array([v[0] / 1.5, v[0] * 1.5])), log
-    if log:
-        mid = np.sqrt(v[1:] * v[:-1])
-        return np.concatenate([[v[0] ** 2 / mid[0]], mid, [v[-1] ** 2 / mid[-1]]]), log
-    mid = (v[1:] + v[:-1]) / 2
-    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]]), log
+    return cell_edges(v), is_log_spaced(values)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,6 @@ edge where a row first passes from not collapsed to collapsed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -28,9 +27,9 @@ from gradflow.plot.style import (
     CATEGORICAL,
     LINESTYLES,
     SEQUENTIAL,
-    STYLE,
     axis_label,
     figure_size,
+    in_house_style,
     new_axes,
     positions,
     save_figure,
@@ -46,6 +45,7 @@ LOSS_RATIO_LABEL = "validation loss /\nbest constant predictor's"
 CONTOUR_LABEL = r"initial $\log_{10}\|\partial h_T/\partial h_{T-k}\|$, $k$ = task lag"
 
 
+@in_house_style
 def plot_collapse_map(results: Results, *, ax=None, regions: CollapseRegions | None = None):
     """The phase diagram described in the module docstring (a line plot if only one axis is swept); returns the Axes.
 
@@ -55,15 +55,9 @@ def plot_collapse_map(results: Results, *, ax=None, regions: CollapseRegions | N
     if not regions.axes:
         raise ValueError("the collapse map needs a swept setting other than the seed; this store sweeps "
                          f"{list(results.dims)} with one value each")
-    with _house_style_if_new(ax):
-        ax = new_axes(ax, size=figure_size(1, 1.0))
-        _draw_collapse_map(ax, results, regions)
+    ax = new_axes(ax, size=figure_size(1, 1.0))
+    _draw_collapse_map(ax, results, regions)
     return ax
-
-
-def _house_style_if_new(ax):
-    """Draw a figure of our own in the house style; on a given Axes, in the caller's style."""
-    return plt.rc_context(STYLE) if ax is None else contextlib.nullcontext()
 
 
 def _draw_collapse_map(ax, results, regions):
@@ -183,12 +177,12 @@ def onset_staircase(onsets: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray
 GROUPS = ("learned", "not learned", "collapsed")
 
 
+@in_house_style
 def plot_loss_curves(results: Results, *, ax=None):
     """Training loss against step for learned, collapsed and other variants (median and quartiles of each group,
     labelled at the line ends with the group's size); returns the Axes."""
-    with _house_style_if_new(ax):
-        ax = new_axes(ax)
-        _draw_loss_curves(ax, results)
+    ax = new_axes(ax)
+    _draw_loss_curves(ax, results)
     return ax
 
 
@@ -253,9 +247,8 @@ def plot_collapse_all(results: Results, directory: str | Path) -> list[Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     regions = collapse_regions(results)
-    with plt.rc_context(STYLE):  # savefig reads the resolution and bounding box from rcParams
-        paths = save_figure(plot_collapse_map(results, regions=regions).figure, directory / "collapse_map")
-        paths += save_figure(plot_loss_curves(results).figure, directory / "loss_curves")
+    paths = save_figure(plot_collapse_map(results, regions=regions).figure, directory / "collapse_map")
+    paths += save_figure(plot_loss_curves(results).figure, directory / "loss_curves")
     table = collapse_table(results, regions)
     (directory / "collapse_table.md").write_text(table_markdown(table))
     (directory / "collapse_table.json").write_text(json.dumps(table, indent=2, allow_nan=False) + "\n")

@@ -57,8 +57,7 @@ def plot_diagnosis(d: Diagnosis, directory: str | Path) -> list[Path]:
              "predictions": plot_predictions(d).figure}
     if d.remedy_outcomes:
         drawn["loss_curves"] = plot_remedy_curves(d.remedy_outcomes, output=d.evidence.output).figure
-    with plt.rc_context(STYLE):  # the house style's resolution and tight bounding box
-        return [path for name, fig in drawn.items() for path in save_figure(fig, directory / name)]
+    return [path for name, fig in drawn.items() for path in save_figure(fig, directory / name)]
 
 
 def _label_ends(ax, ends: list[tuple[float, str, str]]) -> list:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from gradflow.plot.style import CATEGORICAL, LINESTYLES, STYLE, in_house_style, new_axes, save_figure
+from gradflow.plot.style import CATEGORICAL, LINESTYLES, in_house_style, new_axes, save_figure
 
 
 @in_house_style
@@ -48,5 +47,4 @@ def plot_finite_time_exponents(exponents, window: int, ax=None):
 
 def save_finite_time_exponents(exponents, window: int, path_stem: str | Path) -> list[Path]:
     """:func:`plot_finite_time_exponents` in a new figure saved as PDF and PNG at ``path_stem``."""
-    with plt.rc_context(STYLE):  # savefig reads the fonts, resolution and bounding box from rcParams
-        return save_figure(plot_finite_time_exponents(exponents, window).figure, Path(path_stem))
+    return save_figure(plot_finite_time_exponents(exponents, window).figure, Path(path_stem))

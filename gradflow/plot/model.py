@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from gradflow.flow.networks import ModelProfile
 from gradflow.plot.style import (
     CATEGORICAL,
     LINESTYLES,
-    STYLE,
     WRT_LABELS,
     figure_size,
     in_house_style,
@@ -58,5 +56,4 @@ def write_model_profile_figures(profile: ModelProfile, directory: str | Path) ->
     """``DIR/lag_profiles.pdf`` and ``.png`` of :func:`plot_model_profile`; returns the files written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(STYLE):  # savefig reads the fonts, resolution and bounding box from rcParams
-        return save_figure(plot_model_profile(profile).figure, directory / "lag_profiles")
+    return save_figure(plot_model_profile(profile).figure, directory / "lag_profiles")

@@ -183,6 +183,5 @@ def plot_monitor(store_dir: str | Path, out_dir: str | Path) -> list[Path]:
         raise ValueError(f"the monitor store in {str(store_dir)!r} holds no record yet")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(STYLE):  # savefig reads the fonts, resolution and bounding box from rcParams
-        return (save_figure(profile_evolution_figure(dataset), out / "monitor_profiles")
-                + save_figure(horizon_figure(dataset), out / "monitor_horizon"))
+    return (save_figure(profile_evolution_figure(dataset), out / "monitor_profiles")
+            + save_figure(horizon_figure(dataset), out / "monitor_horizon"))

@@ -485,17 +485,16 @@ def plot_all(results: Results, directory: str | Path) -> list[Path]:
     ``decay_{wrt}``, ``saturation`` and ``lyapunov`` (when measured), each PDF and PNG; returns the files written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(STYLE):  # savefig reads the fonts, resolution and bounding box from rcParams
-        paths = save_figure(lag_profiles_figure(results), directory / "lag_profiles")
-        for name in results.data:
-            if name.startswith("horizon_") and results.dims:  # one variant has no map: its horizon is in the summary
-                wrt = name.removeprefix("horizon_")
-                paths += save_figure(plot_horizon_map(results, wrt=wrt).figure, directory / f"horizon_{wrt}")
-            if name.startswith("decay_rate_") and results.dims:
-                wrt = name.removeprefix("decay_rate_")
-                paths += save_figure(plot_decay_map(results, wrt=wrt).figure, directory / f"decay_{wrt}")
-        if any(name.startswith("saturation_") for name in results.data) and results.dims:
-            paths += save_figure(saturation_figure(results), directory / "saturation")
-        if "lyapunov" in results.data:
-            paths += save_figure(plot_lyapunov(results).figure, directory / "lyapunov")
+    paths = save_figure(lag_profiles_figure(results), directory / "lag_profiles")
+    for name in results.data:
+        if name.startswith("horizon_") and results.dims:  # one variant has no map: its horizon is in the summary
+            wrt = name.removeprefix("horizon_")
+            paths += save_figure(plot_horizon_map(results, wrt=wrt).figure, directory / f"horizon_{wrt}")
+        if name.startswith("decay_rate_") and results.dims:
+            wrt = name.removeprefix("decay_rate_")
+            paths += save_figure(plot_decay_map(results, wrt=wrt).figure, directory / f"decay_{wrt}")
+    if any(name.startswith("saturation_") for name in results.data) and results.dims:
+        paths += save_figure(saturation_figure(results), directory / "saturation")
+    if "lyapunov" in results.data:
+        paths += save_figure(plot_lyapunov(results).figure, directory / "lyapunov")
     return paths

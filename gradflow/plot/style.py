@@ -26,7 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from cycler import cycler
 
-from gradflow.sweep.results import is_numeric
+from gradflow.sweep.results import cell_edges, is_numeric  # noqa: F401 (cell_edges: re-exported for the figures)
+from gradflow.sweep.results import is_log_spaced as is_log_axis  # noqa: F401 (re-exported under the figures' name)
 
 #: Widths in inches: one column of a two-column journal page (85 mm), and the full page (175 mm).
 COLUMN_WIDTH = 85 / 25.4
@@ -181,14 +182,6 @@ def axis_label(dim: str) -> str:
     return LABELS.get(dim, dim.replace("_", " "))
 
 
-def is_log_axis(values: np.ndarray) -> bool:
-    """More than two positive numbers spanning at least a decade."""
-    if not is_numeric(values) or np.size(values) <= 2:
-        return False
-    v = np.asarray(values, dtype=float)
-    return bool(np.all(v > 0) and v.max() / v.min() >= 10)
-
-
 def positions(ax, values: np.ndarray, axis: str) -> np.ndarray:
     """Numeric coordinates as they are; categories as 0..n-1 with their names as tick labels."""
     if is_numeric(values):
@@ -196,15 +189,3 @@ def positions(ax, values: np.ndarray, axis: str) -> np.ndarray:
     positions = np.arange(values.size, dtype=float)
     (ax.set_xticks if axis == "x" else ax.set_yticks)(positions, labels=[str(v) for v in values])
     return positions
-
-
-def cell_edges(values: np.ndarray) -> np.ndarray:
-    """Cell edges around sorted coordinate values (geometric midpoints on log-spaced axes)."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5]) if v[0] <= 0.5 else np.array([v[0] / 1.5, v[0] * 1.5])
-    if is_log_axis(v):
-        mid = np.sqrt(v[1:] * v[:-1])
-        return np.concatenate([[v[0] ** 2 / mid[0]], mid, [v[-1] ** 2 / mid[-1]]])
-    mid = (v[1:] + v[:-1]) / 2
-    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])

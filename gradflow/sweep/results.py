@@ -216,6 +216,33 @@ def is_numeric(values) -> bool:
     return np.asarray(values).dtype.kind in "fiu"
 
 
+def is_log_spaced(values) -> bool:
+    """More than two positive numbers spanning at least a decade (drawn, and given cells, on a log scale)."""
+    if not is_numeric(values) or np.size(values) <= 2:
+        return False
+    v = np.asarray(values, dtype=float)
+    return bool(np.all(v > 0) and v.max() / v.min() >= 10)
+
+
+def cell_edges(values) -> np.ndarray:
+    """Edges of the cells around sorted coordinate ``values``: midpoints between neighbours (geometric midpoints
+    on log-spaced values, :func:`is_log_spaced`); the outer edges lie as far outside as the nearest inner edge
+    lies inside.
+
+    Example:
+      >>> cell_edges([1.0, 10.0, 100.0]).tolist()
+      [0.31622776601683794, 3.1622776601683795, 31.622776601683793, 316.22776601683796]
+    """
+    v = np.asarray(values, dtype=float)
+    if v.size == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5]) if v[0] <= 0.5 else np.array([v[0] / 1.5, v[0] * 1.5])
+    if is_log_spaced(v):
+        mid = np.sqrt(v[1:] * v[:-1])
+        return np.concatenate([[v[0] ** 2 / mid[0]], mid, [v[-1] ** 2 / mid[-1]]])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+
+
 def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
