@@ -19,8 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gradflow.diagnose.checks import PROFILE_SEQUENCES, Diagnosis, Evidence
-from gradflow.flow.saturation import CANDIDATES, SATURATION_BOUNDS
-from gradflow.plot.profiles import in_house_style
+from gradflow.flow.saturation import CANDIDATES, SATURATION_BOUNDS, saturated
 from gradflow.plot.style import (
     CATEGORICAL,
     COLUMN_WIDTH,
@@ -29,6 +28,8 @@ from gradflow.plot.style import (
     STYLE,
     WRT_LABELS,
     figure_size,
+    in_house_style,
+    make_ticks,
     new_axes,
     save_figure,
 )
@@ -150,11 +151,7 @@ def gate_range(values: np.ndarray, gate: str, activation: str = "tanh") -> tuple
 def saturated_fraction(values: np.ndarray, gate: str) -> float:
     """The fraction of ``values`` the saturation check counts as saturated (:data:`SATURATION_BOUNDS`; a
     non-finite value is not saturated)."""
-    v = np.asarray(values, dtype=float)
-    b = SATURATION_BOUNDS
-    with np.errstate(invalid="ignore"):
-        mask = np.abs(v) > b["cell"] if gate in CANDIDATES else (v < b["low"]) | (v > b["high"])
-    return float(np.mean(mask))
+    return float(np.mean(np.asarray(saturated({gate: np.asarray(values)}, **SATURATION_BOUNDS)[gate])))
 
 
 def _gate_title(gate: str, activation: str) -> str:
@@ -222,10 +219,7 @@ def gate_saturation_figure(d: Diagnosis):
         b = SATURATION_BOUNDS
         fig.suptitle(f"grey: saturated (gates outside [{b['low']:g}, {b['high']:g}], candidates $|g| > {b['cell']:g}$)",
                      fontsize=NOTE_SIZE)
-        for each in fig.axes:  # ticks are made lazily: make them now, in this style
-            for axis in (each.xaxis, each.yaxis):
-                axis.get_major_ticks()
-                axis.get_minor_ticks()
+        make_ticks(fig)
     return fig
 
 

@@ -117,13 +117,19 @@ def in_house_style(draw):
                 for number in set(plt.get_fignums()) - before:
                     plt.close(number)
                 raise
-            for each in ax.figure.axes:  # ticks are made lazily: make them now, in this style (later ones copy them)
-                for axis in (each.xaxis, each.yaxis):
-                    axis.get_major_ticks()
-                    axis.get_minor_ticks()
+            make_ticks(ax.figure)
             return ax
 
     return wrapper
+
+
+def make_ticks(fig) -> None:
+    """Make every Axes' ticks of ``fig`` now: matplotlib makes them lazily, and later ones copy the first, so a
+    figure built inside a style context keeps that style's tick labels when drawn outside it."""
+    for each in fig.axes:
+        for axis in (each.xaxis, each.yaxis):
+            axis.get_major_ticks()
+            axis.get_minor_ticks()
 
 
 def new_axes(ax=None, *, size: tuple[float, float] | None = None):
