@@ -152,8 +152,8 @@ def collapse_regions(results: Results) -> CollapseRegions:
     if len(keep) == 2:
         for axis in (0, 1):
             if is_numeric(coords[axis]):
-                onsets[keep[axis]] = _onsets(collapsed, keep, axis, edges[axis])
-                failure_onsets[keep[axis]] = _onsets(failed, keep, axis, edges[axis])
+                onsets[keep[axis]] = _onsets(collapsed, keep, axis, coords[axis], edges[axis])
+                failure_onsets[keep[axis]] = _onsets(failed, keep, axis, coords[axis], edges[axis])
     others = [d for d in results.dims if d not in keep]
     averaged = tuple((d, int(results.coords[d].size)) for d in others if results.coords[d].size > 1)
     fixed = tuple((d, results.coords[d][0]) for d in others if results.coords[d].size == 1)
@@ -161,8 +161,8 @@ def collapse_regions(results: Results) -> CollapseRegions:
                            failed, onsets, failure_onsets, averaged, fixed)
 
 
-def _onsets(region: np.ndarray, keep: tuple[str, ...], axis: int, edges: np.ndarray) -> Onsets:
-    values, direction = onset(region, 0.5 * (edges[1:] + edges[:-1]), axis=axis, edges=edges)
+def _onsets(region: np.ndarray, keep: tuple[str, ...], axis: int, coords: np.ndarray, edges: np.ndarray) -> Onsets:
+    values, direction = onset(region, coords, axis=axis, edges=edges)
     rows = np.moveaxis(region, axis, -1)
     recovers, intervals = [], []
     for row in rows:
